@@ -1,0 +1,1 @@
+"""Benchmarks comparing tune_client against Ray Tune on identical workloads."""

@@ -1,0 +1,223 @@
+"""Run one workload process and measure it from the outside.
+
+Every figure is taken around a whole interpreter process, so start-up, cluster
+bring-up and shutdown all count, as a user waiting on a script would see them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+SAMPLE_INTERVAL_S = 0.05
+# Complete, unbuffered logs; no usage-stats upload attempts (there is no network).
+QUIET_ENV = {
+    "PYTHONUNBUFFERED": "1",
+    "RAY_DEDUP_LOGS": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+
+# Command-line fragments of the long-lived processes each system starts.
+DAEMON_MARKERS = (
+    "tune_head",
+    "tune-head",
+    "tune_worker",
+    "tune-worker",
+    "raylet",
+    "gcs_server",
+    "ray::",
+)
+
+
+@dataclass
+class RunResult:
+    """Raw figures of one process run; written verbatim to the JSON file."""
+
+    group: str
+    flavor: str
+    index: int
+    warmup: bool
+    ok: bool
+    returncode: int | None
+    wall_s: float
+    peak_mem_bytes: int
+    first_trial_s: float | None
+    stdout_path: str
+    stderr_path: str
+    error: str = ""
+    leftover_pids: list[int] = field(default_factory=list)
+
+
+class MemorySampler:
+    """Track peak machine-wide memory use above a baseline in a thread.
+
+    Machine-wide rather than per process tree because both systems spread work
+    over daemons, raylets and workers that may not stay our descendants.
+    """
+
+    def __init__(self) -> None:
+        self.baseline = psutil.virtual_memory().used
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(SAMPLE_INTERVAL_S):
+            self.peak = max(self.peak, psutil.virtual_memory().used)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def above_baseline(self) -> int:
+        return max(0, self.peak - self.baseline)
+
+
+def _child_env(flavor: str, extra: dict[str, str], workdir: Path) -> dict[str, str]:
+    """Build the child's environment: ours, then the workload's overrides."""
+    env = dict(os.environ)
+    env.update(QUIET_ENV)
+    env.update(
+        BENCH_FLAVOR=flavor,
+        BENCH_STORAGE=str(workdir / "storage"),
+        BENCH_MARK_FILE=str(workdir / "marks.txt"),
+    )
+    env.update(extra)
+    return env
+
+
+def _first_mark(mark_file: Path, started: float) -> float | None:
+    """Seconds from process start to the earliest mark a trial wrote."""
+    if not mark_file.exists():
+        return None
+    marks = [float(line) for line in mark_file.read_text().split() if line]
+    return min(marks) - started if marks else None
+
+
+def _kill_leftovers(pid: int) -> None:
+    """Kill what the run left in its process group so it cannot skew the next.
+
+    The group id is the child's own pid (it was started in a new session), so
+    this only reaches processes the benchmark itself started.
+    """
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _survivors(started: float) -> list[int]:
+    """Find daemons of either system born during the run and still alive.
+
+    A daemon that outlives its script (detached from our process group) would
+    make the next run warm and unfair to the other flavor, so it is reported.
+    """
+    found = []
+    for proc in psutil.process_iter(["pid", "create_time", "cmdline"]):
+        info = proc.info
+        cmdline = " ".join(info["cmdline"] or [])
+        if (info["create_time"] or 0) >= started - 1 and any(
+            marker in cmdline for marker in DAEMON_MARKERS
+        ):
+            found.append(info["pid"])
+    return found
+
+
+def _wait(proc: subprocess.Popen, timeout: float) -> str:
+    """Wait for the child; return an error text if it had to be killed."""
+    try:
+        proc.wait(timeout=timeout)
+        return ""
+    except subprocess.TimeoutExpired:
+        _kill_leftovers(proc.pid)
+        proc.wait()
+        return f"timed out after {timeout:.0f} s"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything needed to start one run of one workload under one flavor."""
+
+    group: str
+    flavor: str
+    python: Path
+    script: Path
+    env: dict[str, str]
+    index: int  # 0 for the warm-up, then 1..repeat
+    log_dir: Path
+    timeout: float
+
+    @property
+    def log_prefix(self) -> Path:
+        label = "warmup" if self.index == 0 else f"run{self.index}"
+        return self.log_dir / f"{self.group}-{self.flavor}-{label}"
+
+
+def _start(spec: RunSpec, workdir: Path, out, err) -> subprocess.Popen:
+    """Start the workload in its own session so its leftovers can be killed."""
+    return subprocess.Popen(
+        [str(spec.python), str(spec.script)],
+        stdout=out,
+        stderr=err,
+        stdin=subprocess.DEVNULL,
+        env=_child_env(spec.flavor, spec.env, workdir),
+        cwd=workdir,
+        start_new_session=True,
+    )
+
+
+def run_once(spec: RunSpec) -> RunResult:
+    """Run the script once in a fresh temp dir and measure the whole process."""
+    out_path = spec.log_prefix.with_suffix(".stdout")
+    err_path = spec.log_prefix.with_suffix(".stderr")
+    with tempfile.TemporaryDirectory(
+        prefix="bench-", ignore_cleanup_errors=True
+    ) as tmp:
+        workdir = Path(tmp)
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            with MemorySampler() as mem:
+                started = time.time()
+                t0 = time.perf_counter()
+                proc = _start(spec, workdir, out, err)
+                error = _wait(proc, spec.timeout)
+                wall = time.perf_counter() - t0
+        _kill_leftovers(proc.pid)
+        first = _first_mark(workdir / "marks.txt", started)
+        leftovers = _survivors(started)
+    return RunResult(
+        group=spec.group,
+        flavor=spec.flavor,
+        index=spec.index,
+        warmup=spec.index == 0,
+        ok=proc.returncode == 0 and not error,
+        returncode=proc.returncode,
+        wall_s=wall,
+        peak_mem_bytes=mem.above_baseline,
+        first_trial_s=first,
+        stdout_path=str(out_path),
+        stderr_path=str(err_path),
+        error=error or ("" if proc.returncode == 0 else f"exit {proc.returncode}"),
+        leftover_pids=leftovers,
+    )
+
+
+def tail(path: str | Path, lines: int = 30) -> str:
+    """Return the last lines of a log, for printing next to a failure."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,1 @@
+"""Standalone workload scripts; each runs under both flavors unchanged."""

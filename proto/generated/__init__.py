@@ -1,0 +1,1 @@
+"""Generated from proto/tune.proto by `make proto`; do not edit."""

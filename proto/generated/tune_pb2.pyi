@@ -1,0 +1,391 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TrialOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_UNSPECIFIED: _ClassVar[TrialOutcome]
+    FINISHED: _ClassVar[TrialOutcome]
+    ERRORED: _ClassVar[TrialOutcome]
+    STOPPED: _ClassVar[TrialOutcome]
+
+class TrialStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STATUS_UNSPECIFIED: _ClassVar[TrialStatus]
+    PENDING: _ClassVar[TrialStatus]
+    RUNNING: _ClassVar[TrialStatus]
+    TERMINATED: _ClassVar[TrialStatus]
+    ERROR: _ClassVar[TrialStatus]
+    PAUSED: _ClassVar[TrialStatus]
+OUTCOME_UNSPECIFIED: TrialOutcome
+FINISHED: TrialOutcome
+ERRORED: TrialOutcome
+STOPPED: TrialOutcome
+STATUS_UNSPECIFIED: TrialStatus
+PENDING: TrialStatus
+RUNNING: TrialStatus
+TERMINATED: TrialStatus
+ERROR: TrialStatus
+PAUSED: TrialStatus
+
+class RegisterWorkerRequest(_message.Message):
+    __slots__ = ("worker_id", "hostname", "node_ip", "resources", "running_trial_ids")
+    class ResourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_IP_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_TRIAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    hostname: str
+    node_ip: str
+    resources: _containers.ScalarMap[str, float]
+    running_trial_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., node_ip: _Optional[str] = ..., resources: _Optional[_Mapping[str, float]] = ..., running_trial_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RegisterWorkerReply(_message.Message):
+    __slots__ = ("worker_id", "heartbeat_interval_s", "stale_trial_ids")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    STALE_TRIAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    heartbeat_interval_s: float
+    stale_trial_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[float] = ..., stale_trial_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WorkerMessage(_message.Message):
+    __slots__ = ("hello", "heartbeat", "results", "checkpoint", "trial_ended")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_ENDED_FIELD_NUMBER: _ClassVar[int]
+    hello: WorkerHello
+    heartbeat: Heartbeat
+    results: ResultBatch
+    checkpoint: CheckpointPersisted
+    trial_ended: TrialEnded
+    def __init__(self, hello: _Optional[_Union[WorkerHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., results: _Optional[_Union[ResultBatch, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointPersisted, _Mapping]] = ..., trial_ended: _Optional[_Union[TrialEnded, _Mapping]] = ...) -> None: ...
+
+class WorkerHello(_message.Message):
+    __slots__ = ("worker_id",)
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("unix_time",)
+    UNIX_TIME_FIELD_NUMBER: _ClassVar[int]
+    unix_time: float
+    def __init__(self, unix_time: _Optional[float] = ...) -> None: ...
+
+class ResultBatch(_message.Message):
+    __slots__ = ("sequence", "results")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    results: _containers.RepeatedCompositeFieldContainer[TrialResult]
+    def __init__(self, sequence: _Optional[int] = ..., results: _Optional[_Iterable[_Union[TrialResult, _Mapping]]] = ...) -> None: ...
+
+class TrialResult(_message.Message):
+    __slots__ = ("trial_id", "metrics_json")
+    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    METRICS_JSON_FIELD_NUMBER: _ClassVar[int]
+    trial_id: str
+    metrics_json: bytes
+    def __init__(self, trial_id: _Optional[str] = ..., metrics_json: _Optional[bytes] = ...) -> None: ...
+
+class CheckpointPersisted(_message.Message):
+    __slots__ = ("trial_id", "dir_name", "path", "training_iteration", "metrics_json")
+    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    DIR_NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_ITERATION_FIELD_NUMBER: _ClassVar[int]
+    METRICS_JSON_FIELD_NUMBER: _ClassVar[int]
+    trial_id: str
+    dir_name: str
+    path: str
+    training_iteration: int
+    metrics_json: bytes
+    def __init__(self, trial_id: _Optional[str] = ..., dir_name: _Optional[str] = ..., path: _Optional[str] = ..., training_iteration: _Optional[int] = ..., metrics_json: _Optional[bytes] = ...) -> None: ...
+
+class TrialEnded(_message.Message):
+    __slots__ = ("trial_id", "outcome", "error")
+    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    trial_id: str
+    outcome: TrialOutcome
+    error: str
+    def __init__(self, trial_id: _Optional[str] = ..., outcome: _Optional[_Union[TrialOutcome, str]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class HeadCommand(_message.Message):
+    __slots__ = ("start_trial", "stop_trial", "results_ack")
+    START_TRIAL_FIELD_NUMBER: _ClassVar[int]
+    STOP_TRIAL_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_ACK_FIELD_NUMBER: _ClassVar[int]
+    start_trial: StartTrial
+    stop_trial: StopTrial
+    results_ack: ResultsAck
+    def __init__(self, start_trial: _Optional[_Union[StartTrial, _Mapping]] = ..., stop_trial: _Optional[_Union[StopTrial, _Mapping]] = ..., results_ack: _Optional[_Union[ResultsAck, _Mapping]] = ...) -> None: ...
+
+class StartTrial(_message.Message):
+    __slots__ = ("experiment_id", "experiment_name", "trial_id", "trial_name", "trainable_object_id", "object_ids", "config_pickle", "trial_path", "restore_checkpoint_path", "restore_iteration", "restore_time_total_s", "next_checkpoint_index", "resources")
+    class ResourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_NAME_FIELD_NUMBER: _ClassVar[int]
+    TRAINABLE_OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_PICKLE_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_PATH_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_CHECKPOINT_PATH_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_ITERATION_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_TIME_TOTAL_S_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CHECKPOINT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    experiment_name: str
+    trial_id: str
+    trial_name: str
+    trainable_object_id: str
+    object_ids: _containers.RepeatedScalarFieldContainer[str]
+    config_pickle: bytes
+    trial_path: str
+    restore_checkpoint_path: str
+    restore_iteration: int
+    restore_time_total_s: float
+    next_checkpoint_index: int
+    resources: _containers.ScalarMap[str, float]
+    def __init__(self, experiment_id: _Optional[str] = ..., experiment_name: _Optional[str] = ..., trial_id: _Optional[str] = ..., trial_name: _Optional[str] = ..., trainable_object_id: _Optional[str] = ..., object_ids: _Optional[_Iterable[str]] = ..., config_pickle: _Optional[bytes] = ..., trial_path: _Optional[str] = ..., restore_checkpoint_path: _Optional[str] = ..., restore_iteration: _Optional[int] = ..., restore_time_total_s: _Optional[float] = ..., next_checkpoint_index: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class StopTrial(_message.Message):
+    __slots__ = ("trial_id", "reason")
+    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    trial_id: str
+    reason: str
+    def __init__(self, trial_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ResultsAck(_message.Message):
+    __slots__ = ("sequence",)
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    def __init__(self, sequence: _Optional[int] = ...) -> None: ...
+
+class FindObjectsRequest(_message.Message):
+    __slots__ = ("object_ids",)
+    OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    object_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, object_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FindObjectsReply(_message.Message):
+    __slots__ = ("present_ids",)
+    PRESENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    present_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, present_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ObjectChunk(_message.Message):
+    __slots__ = ("object_id", "total_size", "data")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    object_id: str
+    total_size: int
+    data: bytes
+    def __init__(self, object_id: _Optional[str] = ..., total_size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class PutObjectReply(_message.Message):
+    __slots__ = ("object_id", "size")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    object_id: str
+    size: int
+    def __init__(self, object_id: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class GetObjectRequest(_message.Message):
+    __slots__ = ("object_id",)
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    object_id: str
+    def __init__(self, object_id: _Optional[str] = ...) -> None: ...
+
+class SubmitExperimentRequest(_message.Message):
+    __slots__ = ("name", "storage_path", "spec_pickle", "restore", "resume_unfinished", "resume_errored", "restart_errored")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_PATH_FIELD_NUMBER: _ClassVar[int]
+    SPEC_PICKLE_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_FIELD_NUMBER: _ClassVar[int]
+    RESUME_UNFINISHED_FIELD_NUMBER: _ClassVar[int]
+    RESUME_ERRORED_FIELD_NUMBER: _ClassVar[int]
+    RESTART_ERRORED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    storage_path: str
+    spec_pickle: bytes
+    restore: bool
+    resume_unfinished: bool
+    resume_errored: bool
+    restart_errored: bool
+    def __init__(self, name: _Optional[str] = ..., storage_path: _Optional[str] = ..., spec_pickle: _Optional[bytes] = ..., restore: _Optional[bool] = ..., resume_unfinished: _Optional[bool] = ..., resume_errored: _Optional[bool] = ..., restart_errored: _Optional[bool] = ...) -> None: ...
+
+class SubmitExperimentReply(_message.Message):
+    __slots__ = ("experiment_id", "experiment_path", "name")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_PATH_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    experiment_path: str
+    name: str
+    def __init__(self, experiment_id: _Optional[str] = ..., experiment_path: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class WatchExperimentRequest(_message.Message):
+    __slots__ = ("experiment_id", "after_sequence")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    after_sequence: int
+    def __init__(self, experiment_id: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+
+class TrialInfo(_message.Message):
+    __slots__ = ("trial_id", "trial_name", "status", "config_pickle", "path", "last_result_json", "error", "checkpoints", "worker_id", "num_failures")
+    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_PICKLE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    LAST_RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    NUM_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    trial_id: str
+    trial_name: str
+    status: TrialStatus
+    config_pickle: bytes
+    path: str
+    last_result_json: bytes
+    error: str
+    checkpoints: _containers.RepeatedCompositeFieldContainer[CheckpointPersisted]
+    worker_id: str
+    num_failures: int
+    def __init__(self, trial_id: _Optional[str] = ..., trial_name: _Optional[str] = ..., status: _Optional[_Union[TrialStatus, str]] = ..., config_pickle: _Optional[bytes] = ..., path: _Optional[str] = ..., last_result_json: _Optional[bytes] = ..., error: _Optional[str] = ..., checkpoints: _Optional[_Iterable[_Union[CheckpointPersisted, _Mapping]]] = ..., worker_id: _Optional[str] = ..., num_failures: _Optional[int] = ...) -> None: ...
+
+class ExperimentEvent(_message.Message):
+    __slots__ = ("sequence", "trial_updated", "result", "checkpoint", "experiment_ended")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_UPDATED_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_ENDED_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    trial_updated: TrialInfo
+    result: TrialResult
+    checkpoint: CheckpointPersisted
+    experiment_ended: ExperimentEnded
+    def __init__(self, sequence: _Optional[int] = ..., trial_updated: _Optional[_Union[TrialInfo, _Mapping]] = ..., result: _Optional[_Union[TrialResult, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointPersisted, _Mapping]] = ..., experiment_ended: _Optional[_Union[ExperimentEnded, _Mapping]] = ...) -> None: ...
+
+class ExperimentEvents(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[ExperimentEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[ExperimentEvent, _Mapping]]] = ...) -> None: ...
+
+class ExperimentEnded(_message.Message):
+    __slots__ = ("experiment_path", "reason", "trials")
+    EXPERIMENT_PATH_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TRIALS_FIELD_NUMBER: _ClassVar[int]
+    experiment_path: str
+    reason: str
+    trials: _containers.RepeatedCompositeFieldContainer[TrialInfo]
+    def __init__(self, experiment_path: _Optional[str] = ..., reason: _Optional[str] = ..., trials: _Optional[_Iterable[_Union[TrialInfo, _Mapping]]] = ...) -> None: ...
+
+class StopExperimentRequest(_message.Message):
+    __slots__ = ("experiment",)
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    experiment: str
+    def __init__(self, experiment: _Optional[str] = ...) -> None: ...
+
+class StopExperimentReply(_message.Message):
+    __slots__ = ("experiment_id",)
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    def __init__(self, experiment_id: _Optional[str] = ...) -> None: ...
+
+class GetClusterStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WorkerStatus(_message.Message):
+    __slots__ = ("worker_id", "hostname", "total", "free", "trial_ids")
+    class TotalEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class FreeEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FREE_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    hostname: str
+    total: _containers.ScalarMap[str, float]
+    free: _containers.ScalarMap[str, float]
+    trial_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., total: _Optional[_Mapping[str, float]] = ..., free: _Optional[_Mapping[str, float]] = ..., trial_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ExperimentStatus(_message.Message):
+    __slots__ = ("experiment_id", "name", "path", "trials_by_status", "finished")
+    class TrialsByStatusEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    TRIALS_BY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    name: str
+    path: str
+    trials_by_status: _containers.ScalarMap[str, int]
+    finished: bool
+    def __init__(self, experiment_id: _Optional[str] = ..., name: _Optional[str] = ..., path: _Optional[str] = ..., trials_by_status: _Optional[_Mapping[str, int]] = ..., finished: _Optional[bool] = ...) -> None: ...
+
+class ClusterStatus(_message.Message):
+    __slots__ = ("workers", "experiments")
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENTS_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerStatus]
+    experiments: _containers.RepeatedCompositeFieldContainer[ExperimentStatus]
+    def __init__(self, workers: _Optional[_Iterable[_Union[WorkerStatus, _Mapping]]] = ..., experiments: _Optional[_Iterable[_Union[ExperimentStatus, _Mapping]]] = ...) -> None: ...

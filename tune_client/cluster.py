@@ -1,0 +1,201 @@
+"""Connecting to a cluster: ``init``, the embedded fallback and the head client.
+
+``init(address, token=...)`` picks a cluster; without it ``TUNE_ADDRESS`` and
+``TUNE_TOKEN`` are read; without those an embedded cluster is started. gRPC
+status codes from the head are turned back into this package's exceptions.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+
+from proto.generated import tune_pb2, tune_pb2_grpc
+from tune_client import storage
+from tune_client.auth import GRPC_OPTIONS, token_metadata
+from tune_client.config import default_storage_path
+from tune_client.embedded import EmbeddedCluster
+from tune_client.errors import (
+    AuthenticationError,
+    ClusterError,
+    RestoreError,
+    TuneError,
+)
+from tune_client.trainable import ObjectRef
+
+UPLOAD_CHUNK = 4 * 1024 * 1024
+CONNECT_TIMEOUT_S = 30.0
+
+_lock = threading.Lock()
+_client: HeadClient | None = None
+_embedded: EmbeddedCluster | None = None
+_init_args: dict = {}
+
+
+def init(
+    address: str | None = None,
+    *,
+    token: str | None = None,
+    working_dir: str | None = None,
+) -> None:
+    """Choose the cluster to submit to; ``None`` means the embedded cluster."""
+    global _client
+    with _lock:
+        if _client is not None:
+            _client.close()
+            _client = None
+        _init_args.clear()
+        _init_args.update(address=address, token=token, working_dir=working_dir)
+
+
+def shutdown() -> None:
+    """Disconnect, and stop the embedded cluster if this process started one."""
+    global _client, _embedded
+    with _lock:
+        if _client is not None:
+            _client.close()
+        if _embedded is not None:
+            _embedded.stop()
+        _client = _embedded = None
+
+
+def get_client() -> HeadClient:
+    """The connection to the chosen cluster, started or opened on first use."""
+    global _client, _embedded
+    with _lock:
+        if _client is not None:
+            return _client
+        address = _init_args.get("address") or os.environ.get("TUNE_ADDRESS")
+        token = _init_args.get("token") or os.environ.get("TUNE_TOKEN", "")
+        if address:
+            _client = HeadClient(address, token, embedded=None)
+        else:
+            _embedded = EmbeddedCluster(default_storage_path()).start()
+            _client = HeadClient(_embedded.address, _embedded.token, _embedded)
+        _client.wait_ready()
+        return _client
+
+
+def map_rpc_error(exc: grpc.RpcError, doing: str) -> TuneError:
+    """The package exception for a failed call, keeping the head's message."""
+    code, details = exc.code(), exc.details()
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return AuthenticationError(f"{doing}: {details}")
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return RestoreError(f"{doing}: {details}")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return ClusterError(
+            f"{doing}: the head is unreachable ({details}). Check the address "
+            "given to tune.init() or TUNE_ADDRESS, and that tune-head runs."
+        )
+    return ClusterError(f"{doing}: {code.name}: {details}")
+
+
+class HeadClient:
+    """The client's calls to the head."""
+
+    def __init__(
+        self, address: str, token: str, embedded: EmbeddedCluster | None
+    ) -> None:
+        self.address = address
+        self.embedded = embedded
+        self.metadata = token_metadata(token)
+        self.channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
+        self.stub = tune_pb2_grpc.HeadStub(self.channel)
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.embedded is not None
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while True:
+            if self.embedded is not None:
+                self.embedded.check_alive()
+            try:
+                grpc.channel_ready_future(self.channel).result(timeout=0.1)
+                self.stub.GetClusterStatus(
+                    tune_pb2.GetClusterStatusRequest(), metadata=self.metadata,
+                    timeout=5,
+                )
+                return
+            except grpc.FutureTimeoutError:
+                if time.monotonic() > deadline:
+                    raise ClusterError(
+                        f"no head answered at {self.address} within "
+                        f"{CONNECT_TIMEOUT_S:.0f} s; check the address and that "
+                        "tune-head runs there."
+                    ) from None
+            except grpc.RpcError as exc:
+                raise map_rpc_error(exc, f"connecting to {self.address}") from exc
+
+    def default_storage_path(self, requested: str | None) -> str:
+        """Where the experiment goes: as asked, else the head's own default."""
+        if requested:
+            return storage.normalize_local(requested)
+        return default_storage_path() if self.is_embedded else ""
+
+    # ---- objects ----------------------------------------------------------
+
+    def put_object(self, data: bytes, object_id: str) -> ObjectRef:
+        """Upload ``data`` unless the head already holds it."""
+        try:
+            found = self.stub.FindObjects(
+                tune_pb2.FindObjectsRequest(object_ids=[object_id]),
+                metadata=self.metadata,
+            )
+            if object_id not in found.present_ids:
+                self.stub.PutObject(_chunks(object_id, data), metadata=self.metadata)
+        except grpc.RpcError as exc:
+            raise map_rpc_error(exc, "uploading an object to the head") from exc
+        return ObjectRef(object_id, len(data))
+
+    # ---- experiments --------------------------------------------------------
+
+    def submit(self, request: tune_pb2.SubmitExperimentRequest):
+        try:
+            return self.stub.SubmitExperiment(request, metadata=self.metadata)
+        except grpc.RpcError as exc:
+            raise map_rpc_error(exc, f"submitting experiment {request.name}") from exc
+
+    def watch(self, experiment_id: str, after: int) -> Iterator:
+        return self.stub.WatchExperiment(
+            tune_pb2.WatchExperimentRequest(
+                experiment_id=experiment_id, after_sequence=after
+            ),
+            metadata=self.metadata,
+        )
+
+    def stop_experiment(self, experiment: str) -> None:
+        try:
+            self.stub.StopExperiment(
+                tune_pb2.StopExperimentRequest(experiment=experiment),
+                metadata=self.metadata,
+                timeout=10,
+            )
+        except grpc.RpcError as exc:
+            raise map_rpc_error(exc, f"stopping experiment {experiment}") from exc
+
+    def status(self) -> tune_pb2.ClusterStatus:
+        try:
+            return self.stub.GetClusterStatus(
+                tune_pb2.GetClusterStatusRequest(), metadata=self.metadata, timeout=10
+            )
+        except grpc.RpcError as exc:
+            raise map_rpc_error(exc, "asking the head for its status") from exc
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def _chunks(object_id: str, data: bytes) -> Iterator[tune_pb2.ObjectChunk]:
+    view = memoryview(data)
+    yield tune_pb2.ObjectChunk(
+        object_id=object_id, total_size=len(data), data=bytes(view[:UPLOAD_CHUNK])
+    )
+    for offset in range(UPLOAD_CHUNK, len(data), UPLOAD_CHUNK):
+        yield tune_pb2.ObjectChunk(data=bytes(view[offset : offset + UPLOAD_CHUNK]))

@@ -1,0 +1,110 @@
+"""The experiment's configuration objects, with Ray Tune's names and defaults.
+
+They are plain dataclasses: checked when built, so a bad value fails in the
+user's process before anything is sent to the cluster, and picklable, so the
+head receives them as they were written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tune_client.errors import TuneConfigError
+
+_MODES = ("min", "max")
+
+
+def check_mode(mode: str | None, where: str) -> None:
+    """Fail at once on a mode that is neither "min" nor "max"."""
+    if mode is not None and mode not in _MODES:
+        raise TuneConfigError(
+            f'{where}: mode={mode!r} is not valid; use mode="min" or mode="max".'
+        )
+
+
+@dataclass
+class TuneConfig:
+    """How trials are searched for and scheduled."""
+
+    metric: str | None = None
+    mode: str | None = None
+    search_alg: Any = None
+    scheduler: Any = None
+    num_samples: int = 1
+    max_concurrent_trials: int | None = None
+    time_budget_s: float | None = None
+    reuse_actors: bool | None = None
+    trial_name_creator: Callable[[Any], str] | None = None
+    trial_dirname_creator: Callable[[Any], str] | None = None
+
+    def __post_init__(self) -> None:
+        check_mode(self.mode, "TuneConfig")
+        if not isinstance(self.num_samples, int) or self.num_samples == 0:
+            raise TuneConfigError(
+                f"TuneConfig: num_samples={self.num_samples!r} must be a positive "
+                "integer (or -1 to sample until time_budget_s runs out)."
+            )
+        if self.max_concurrent_trials is not None and self.max_concurrent_trials < 1:
+            raise TuneConfigError(
+                "TuneConfig: max_concurrent_trials must be at least 1 or None."
+            )
+
+
+@dataclass
+class CheckpointConfig:
+    """Which checkpoints to keep; Ray Tune's meaning for function trainables."""
+
+    num_to_keep: int | None = None
+    checkpoint_score_attribute: str | None = None
+    checkpoint_score_order: str = "max"
+    checkpoint_frequency: int = 0
+    checkpoint_at_end: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_to_keep is not None and self.num_to_keep < 1:
+            raise TuneConfigError(
+                "CheckpointConfig: num_to_keep must be at least 1, or None to keep "
+                "every checkpoint."
+            )
+        check_mode(self.checkpoint_score_order, "CheckpointConfig")
+
+
+@dataclass
+class FailureConfig:
+    """How often a failing trial is retried, and whether one failure ends all."""
+
+    max_failures: int = 0
+    fail_fast: bool | str = False
+
+
+@dataclass
+class RunConfig:
+    """Where results go and what runs alongside the experiment."""
+
+    name: str | None = None
+    storage_path: str | None = None
+    storage_filesystem: Any = None
+    callbacks: list[Any] | None = None
+    stop: Mapping[str, Any] | Callable[[str, dict], bool] | None = None
+    checkpoint_config: CheckpointConfig = field(default_factory=CheckpointConfig)
+    failure_config: FailureConfig = field(default_factory=FailureConfig)
+    verbose: int | None = None
+    progress_reporter: Any = None
+    log_to_file: bool = False
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_config is None:
+            self.checkpoint_config = CheckpointConfig()
+        if self.failure_config is None:
+            self.failure_config = FailureConfig()
+        if self.storage_path is not None:
+            self.storage_path = os.fspath(self.storage_path)
+
+
+def default_storage_path() -> str:
+    """``TUNE_RESULTS_DIR``, else ``~/tune_results``, as an absolute path."""
+    path = os.environ.get("TUNE_RESULTS_DIR") or "~/tune_results"
+    return os.path.abspath(os.path.expanduser(path))

@@ -1,0 +1,113 @@
+"""The embedded cluster: one head and one worker on loopback, owned by this process.
+
+Started when the client has no cluster address. Both daemons are real
+processes talking gRPC; they watch this process and exit when it is gone, even
+after a SIGKILL, and ``stop`` (run at exit) ends them with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from tune_client.errors import ClusterError
+
+log = logging.getLogger(__name__)
+START_TIMEOUT_S = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class EmbeddedCluster:
+    def __init__(self, storage_path: str, cpus: float | None = None) -> None:
+        self.storage_path = storage_path
+        self.cpus = cpus
+        self.token = secrets.token_hex(16)
+        self.session_dir = tempfile.mkdtemp(prefix="tune_session_")
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.address = ""
+
+    def start(self) -> EmbeddedCluster:
+        port = _free_port()
+        self.address = f"127.0.0.1:{port}"
+        env = self._daemon_env()
+        common = ["--parent-pid", str(os.getpid()), "--log-level", "INFO"]
+        self.processes["head"] = self._spawn(
+            "tune_head",
+            ["--host", "127.0.0.1", "--port", str(port),
+             "--storage", self.storage_path,
+             "--object-dir", os.path.join(self.session_dir, "objects"),
+             "--log-file", os.path.join(self.session_dir, "head.log"), *common],
+            env,
+        )
+        worker_args = ["--head", self.address,
+                       "--work-dir", os.path.join(self.session_dir, "worker"),
+                       "--worker-id", "embedded-worker",
+                       "--node-ip", "127.0.0.1",
+                       "--log-file", os.path.join(self.session_dir, "worker.log"),
+                       *common]
+        if self.cpus is not None:
+            worker_args += ["--cpus", str(self.cpus)]
+        self.processes["worker"] = self._spawn("tune_worker", worker_args, env)
+        atexit.register(self.stop)
+        return self
+
+    def _daemon_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["TUNE_TOKEN"] = self.token
+        # Trials must import what this process can import (the user's modules).
+        paths = [p for p in sys.path if p] + [os.getcwd()]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        for name in ("TUNE_ADDRESS",):
+            env.pop(name, None)
+        return env
+
+    def _spawn(self, module: str, args: list[str], env: dict) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def check_alive(self) -> None:
+        """Raise with the daemon's log tail if one of them has exited."""
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise ClusterError(
+                    f"the embedded tune-{name} exited with code {process.returncode}."
+                    f" Its log:\n{self.log_tail(name)}"
+                )
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        try:
+            with open(os.path.join(self.session_dir, f"{name}.log")) as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + timeout
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+        shutil.rmtree(self.session_dir, ignore_errors=True)

@@ -1,0 +1,242 @@
+"""The in-trial session: ``report``, ``get_checkpoint`` and ``get_context``.
+
+Each trial runs in its own process, forked by the worker from a warm template.
+The process talks to its worker over one local connection: results and staged
+checkpoints go up, a stop request (or the connection closing because the worker
+died) comes down. ``report`` stages a checkpoint on the worker's disk and
+returns; the worker uploads it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from tune_client.checkpoint import Checkpoint
+from tune_client.errors import TuneError
+
+_session: _TrialSession | None = None
+
+
+@dataclass
+class TrialStart:
+    """Everything a trial process needs, sent by the worker when it starts one."""
+
+    experiment_id: str
+    experiment_name: str
+    trial_id: str
+    trial_name: str
+    trial_dir: str
+    trial_path: str
+    trainable_path: str
+    objects_dir: str
+    staging_dir: str
+    config: dict
+    resources: dict = field(default_factory=dict)
+    restore_checkpoint_path: str = ""
+    restore_iteration: int = 0
+    restore_time_total_s: float = 0.0
+    next_checkpoint_index: int = 0
+    node_ip: str = "127.0.0.1"
+
+
+class TrialContext:
+    """What a trial may ask about itself (Ray Tune's ``TuneContext``)."""
+
+    def __init__(self, start: TrialStart) -> None:
+        self._start = start
+
+    def get_trial_id(self) -> str:
+        return self._start.trial_id
+
+    def get_trial_name(self) -> str:
+        return self._start.trial_name
+
+    def get_trial_dir(self) -> str:
+        return self._start.trial_dir
+
+    def get_experiment_name(self) -> str:
+        return self._start.experiment_name
+
+    def get_trial_resources(self) -> dict:
+        return dict(self._start.resources)
+
+    def get_world_rank(self) -> int:
+        return 0
+
+    def get_local_rank(self) -> int:
+        return 0
+
+    def get_world_size(self) -> int:
+        return 1
+
+
+def _json_default(value: Any) -> Any:
+    """Make numpy scalars and arrays, and anything else, JSON-writable."""
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return repr(value)
+
+
+def _finite_or_none(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def encode_result(result: dict) -> bytes:
+    """One result as compact JSON; NaN and infinities become null."""
+    try:
+        text = json.dumps(result, default=_json_default, allow_nan=False)
+    except ValueError:
+        cleaned = {k: _finite_or_none(v) for k, v in result.items()}
+        text = json.dumps(cleaned, default=_json_default)
+    return text.encode()
+
+
+class _TrialSession:
+    """Counters and the connection to the worker for one trial process."""
+
+    def __init__(self, start: TrialStart, conn: Any) -> None:
+        self.start = start
+        self.conn = conn
+        self.context = TrialContext(start)
+        self.iteration = start.restore_iteration
+        self.iterations_since_restore = 0
+        self.time_total_s = start.restore_time_total_s
+        self.checkpoint_index = start.next_checkpoint_index
+        self.restore_time = time.time()
+        self.last_report_time = self.restore_time
+        self.fixed_fields = {
+            "trial_id": start.trial_id,
+            "experiment_id": start.experiment_id,
+            "hostname": socket.gethostname(),
+            "node_ip": start.node_ip,
+            "pid": os.getpid(),
+        }
+        self.send_lock = threading.Lock()
+
+    def report(self, metrics: dict, checkpoint: Checkpoint | None) -> None:
+        if not isinstance(metrics, dict):
+            raise TypeError(
+                f"tune.report() takes a dict of metrics, not {type(metrics).__name__}"
+            )
+        now = time.time()
+        self.iteration += 1
+        self.iterations_since_restore += 1
+        this_iter = now - self.last_report_time
+        self.last_report_time = now
+        self.time_total_s += this_iter
+        staged_dir = dir_name = None
+        if checkpoint is not None:
+            dir_name = f"checkpoint_{self.checkpoint_index:06d}"
+            self.checkpoint_index += 1
+            staged_dir = self._stage(checkpoint, dir_name)
+        result = dict(metrics)
+        result.update(
+            training_iteration=self.iteration,
+            time_this_iter_s=this_iter,
+            time_total_s=self.time_total_s,
+            timestamp=int(now),
+            date=time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now)),
+            done=False,
+            time_since_restore=now - self.restore_time,
+            iterations_since_restore=self.iterations_since_restore,
+            checkpoint_dir_name=dir_name,
+        )
+        result.update(self.fixed_fields)
+        message = ("result", encode_result(result), dir_name, staged_dir)
+        with self.send_lock:
+            self.conn.send(message)
+
+    def _stage(self, checkpoint: Checkpoint, dir_name: str) -> str:
+        """Copy the checkpoint to the worker's disk so the caller may delete it."""
+        target = os.path.join(self.start.staging_dir, dir_name)
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        if checkpoint.is_local:
+            shutil.copytree(checkpoint.path, target)
+        else:
+            checkpoint.to_directory(target)
+        return target
+
+    def get_checkpoint(self) -> Checkpoint | None:
+        path = self.start.restore_checkpoint_path
+        return Checkpoint(path) if path else None
+
+
+def _require_session(what: str) -> _TrialSession:
+    if _session is None:
+        raise TuneError(
+            f"tune.{what}() was called outside a trial; call it from inside the "
+            "training function that Tuner runs."
+        )
+    return _session
+
+
+def report(metrics: dict, *, checkpoint: Checkpoint | None = None) -> None:
+    """Report one iteration's metrics, and optionally a checkpoint folder.
+
+    The checkpoint folder is copied before this returns, so it may be a
+    temporary folder that is deleted right after.
+    """
+    _require_session("report").report(metrics, checkpoint)
+
+
+def get_checkpoint() -> Checkpoint | None:
+    """The checkpoint this trial resumes from, or None on a fresh start."""
+    return _require_session("get_checkpoint").get_checkpoint()
+
+
+def get_context() -> TrialContext:
+    """Facts about the running trial: id, name, folder, experiment, resources."""
+    return _require_session("get_context").context
+
+
+def _watch_for_stop(conn: Any) -> None:
+    """Exit when the worker asks us to stop or goes away."""
+    try:
+        while True:
+            message = conn.recv()
+            if message[0] == "stop":
+                break
+    except (EOFError, OSError):
+        pass
+    os._exit(1)
+
+
+def _load_object(objects_dir: str, ref: Any) -> Any:
+    from tune_client import object_codec
+
+    return object_codec.load_file(os.path.join(objects_dir, ref.object_id))
+
+
+def run_trial_process(conn: Any, start: TrialStart) -> None:
+    """Entry point of a trial process: run the trainable and report how it ended."""
+    global _session
+    import cloudpickle
+
+    os.makedirs(start.trial_dir, exist_ok=True)
+    os.makedirs(start.staging_dir, exist_ok=True)
+    os.chdir(start.trial_dir)
+    _session = _TrialSession(start, conn)
+    threading.Thread(target=_watch_for_stop, args=(conn,), daemon=True).start()
+    try:
+        with open(start.trainable_path, "rb") as f:
+            trainable = cloudpickle.load(f)
+        trainable(start.config, lambda ref: _load_object(start.objects_dir, ref))
+        outcome = ("finished", "")
+    except BaseException:  # noqa: BLE001 - the trial's failure is its result
+        outcome = ("error", traceback.format_exc())
+    with _session.send_lock:
+        conn.send(outcome)
+    conn.close()
+    os._exit(0)

@@ -1,0 +1,460 @@
+"""``Tuner``: submit an experiment, follow it, and hand back a ``ResultGrid``.
+
+``fit()`` checks everything it can in this process first (the trainable and
+its objects pickle, the param space is well formed, storage is writable), so
+bad input fails before any trial starts. It then uploads the objects, submits
+the experiment to the head and follows its event stream, running callbacks
+and printing progress, until the experiment ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+import cloudpickle
+import grpc
+
+from proto.generated import tune_pb2
+from tune_client import cluster, object_codec, storage
+from tune_client.checkpoint import Checkpoint
+from tune_client.config import RunConfig, TuneConfig
+from tune_client.errors import (
+    ClusterError,
+    RestoreError,
+    TrialError,
+    TuneConfigError,
+)
+from tune_client.experiment import ExperimentSpec
+from tune_client.progress import ProgressReporter
+from tune_client.result_grid import Result, ResultGrid
+from tune_client.search.variants import flatten_dict, validate_param_space
+from tune_client.trainable import (
+    WrappedTrainable,
+    _unwrap,
+    pickle_trainable,
+    trial_resources,
+)
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "experiment_state.json"
+SPEC_FILE = "experiment.pkl"
+_STATUS_NAMES = {v: k for k, v in tune_pb2.TrialStatus.items()}
+
+
+class TrialView:
+    """The client's picture of one trial, handed to callbacks."""
+
+    def __init__(self, info: tune_pb2.TrialInfo) -> None:
+        self.trial_id = info.trial_id
+        self.last_result: dict = {}
+        self.update(info)
+
+    def update(self, info: tune_pb2.TrialInfo) -> None:
+        self.trial_name = info.trial_name
+        self.status = _STATUS_NAMES[info.status]
+        self.config = cloudpickle.loads(info.config_pickle) if info.config_pickle else {}
+        self.path = info.path
+        self.error = info.error
+        self.num_failures = info.num_failures
+        self.checkpoints = list(info.checkpoints)
+        if info.last_result_json:
+            self.last_result = json.loads(info.last_result_json)
+
+    @property
+    def local_path(self) -> str:
+        return self.path
+
+    logdir = local_path
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        return Checkpoint(self.checkpoints[-1].path) if self.checkpoints else None
+
+    def __str__(self) -> str:
+        return self.trial_name
+
+    def __repr__(self) -> str:
+        return f"TrialView({self.trial_name}, {self.status})"
+
+
+class ExperimentRun:
+    """Follows one experiment's events: callbacks, progress and the final grid."""
+
+    def __init__(self, client, experiment_id: str, callbacks, reporter) -> None:
+        self.client = client
+        self.experiment_id = experiment_id
+        self.callbacks = callbacks
+        self.reporter = reporter
+        self.trials: dict[str, TrialView] = {}
+        self.sequence = 0
+        self.iteration = 0
+        self.ended: tune_pb2.ExperimentEnded | None = None
+
+    def follow(self) -> tune_pb2.ExperimentEnded:
+        """Handle events until the experiment ends, riding out reconnects."""
+        delay = 0.1
+        while self.ended is None:
+            try:
+                for batch in self.client.watch(self.experiment_id, self.sequence):
+                    for event in batch.events:
+                        self._handle(event)
+                    self.reporter.maybe_report(list(self.trials.values()))
+                    delay = 0.1
+            except grpc.RpcError as exc:
+                if self.client.embedded is not None:
+                    self.client.embedded.check_alive()
+                if exc.code() not in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.CANCELLED,
+                    grpc.StatusCode.INTERNAL,
+                ):
+                    raise cluster.map_rpc_error(exc, "following the experiment") from exc
+                log.warning("lost the head (%s); reconnecting", exc.code().name)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return self.ended
+
+    def _handle(self, event: tune_pb2.ExperimentEvent) -> None:
+        self.sequence = event.sequence
+        self.iteration += 1
+        kind = event.WhichOneof("kind")
+        if kind == "result":
+            self._on_result(event.result)
+        elif kind == "trial_updated":
+            self._on_trial_updated(event.trial_updated)
+        elif kind == "checkpoint":
+            trial = self.trials.get(event.checkpoint.trial_id)
+            if trial is not None:
+                trial.checkpoints.append(event.checkpoint)
+                self._call("on_checkpoint", trial=trial, checkpoint=trial.checkpoint)
+        elif kind == "experiment_ended":
+            self.ended = event.experiment_ended
+            for info in self.ended.trials:
+                self._view(info)
+            self._call_end()
+
+    def _view(self, info: tune_pb2.TrialInfo) -> TrialView:
+        trial = self.trials.get(info.trial_id)
+        if trial is None:
+            trial = self.trials[info.trial_id] = TrialView(info)
+        else:
+            trial.update(info)
+        return trial
+
+    def _on_result(self, message: tune_pb2.TrialResult) -> None:
+        trial = self.trials.get(message.trial_id)
+        if trial is None:
+            return
+        trial.last_result = json.loads(message.metrics_json)
+        if self.callbacks:
+            trial.last_result.setdefault("config", trial.config)
+            self._call("on_trial_result", trial=trial, result=trial.last_result)
+
+    def _on_trial_updated(self, info: tune_pb2.TrialInfo) -> None:
+        before = self.trials.get(info.trial_id)
+        old_status = before.status if before else None
+        trial = self._view(info)
+        if trial.status == old_status:
+            return
+        if trial.status == "RUNNING":
+            hook = "on_trial_restore" if trial.num_failures else "on_trial_start"
+            self._call(hook, trial=trial)
+        elif trial.status == "TERMINATED" and old_status == "RUNNING":
+            self._call("on_trial_complete", trial=trial)
+        elif trial.status == "ERROR":
+            self._call("on_trial_error", trial=trial)
+        elif trial.status == "PENDING" and old_status == "RUNNING":
+            self._call("on_trial_recover", trial=trial)
+
+    def _call(self, hook: str, **kwargs) -> None:
+        trials = list(self.trials.values())
+        for callback in self.callbacks:
+            getattr(callback, hook)(iteration=self.iteration, trials=trials, **kwargs)
+
+    def _call_end(self) -> None:
+        trials = list(self.trials.values())
+        for callback in self.callbacks:
+            callback.on_experiment_end(trials=trials)
+
+
+def _result_from_info(info: tune_pb2.TrialInfo) -> Result:
+    checkpoints = [
+        (Checkpoint(c.path), json.loads(c.metrics_json or b"{}"))
+        for c in info.checkpoints
+    ]
+    return Result(
+        metrics=json.loads(info.last_result_json) if info.last_result_json else {},
+        config=cloudpickle.loads(info.config_pickle) if info.config_pickle else {},
+        checkpoint=checkpoints[-1][0] if checkpoints else None,
+        error=TrialError(info.error, trial_id=info.trial_id) if info.error else None,
+        path=info.path,
+        best_checkpoints=checkpoints,
+    )
+
+
+def _register_user_module(fn: Any) -> None:
+    """Ship the trainable's own module by value when workers may not import it."""
+    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+    path = getattr(module, "__file__", None) or ""
+    if module is None or module.__name__ == "__main__" or not path:
+        return
+    if "site-packages" in path or path.startswith(sys.base_prefix):
+        return
+    if module.__name__.split(".")[0] in ("tune_client", "tune_head", "tune_worker"):
+        return
+    cloudpickle.register_pickle_by_value(module)
+
+
+class Tuner:
+    """Runs a trainable over a param space; Ray Tune's ``Tuner``."""
+
+    def __init__(
+        self,
+        trainable: Any = None,
+        *,
+        param_space: dict | None = None,
+        tune_config: TuneConfig | None = None,
+        run_config: RunConfig | None = None,
+        _restore: dict | None = None,
+    ) -> None:
+        self.trainable = _unwrap(trainable)
+        self.param_space = dict(param_space or {})
+        self.tune_config = tune_config or TuneConfig()
+        self.run_config = run_config or RunConfig()
+        self._restore = _restore
+        self._results: ResultGrid | None = None
+        validate_param_space(self.param_space)
+
+    # ---- restore ----------------------------------------------------------
+
+    @classmethod
+    def restore(
+        cls,
+        path: str,
+        trainable: Any,
+        *,
+        resume_unfinished: bool = True,
+        resume_errored: bool = False,
+        restart_errored: bool = False,
+        param_space: dict | None = None,
+        **_ignored: Any,
+    ) -> Tuner:
+        """Continue an experiment from its folder: finished trials stay finished,
+        unfinished ones resume from their latest checkpoint."""
+        path = storage.normalize_local(os.fspath(path))
+        spec = _read_spec(path)
+        run_config = spec.run_config
+        run_config.storage_path = os.path.dirname(path.rstrip("/"))
+        run_config.name = os.path.basename(path.rstrip("/"))
+        return cls(
+            trainable,
+            param_space=param_space if param_space is not None else spec.param_space,
+            tune_config=spec.tune_config,
+            run_config=run_config,
+            _restore={
+                "resume_unfinished": resume_unfinished,
+                "resume_errored": resume_errored,
+                "restart_errored": restart_errored,
+                "path": path,
+            },
+        )
+
+    @classmethod
+    def can_restore(cls, path: str) -> bool:
+        """True when ``path`` holds an experiment that ``restore`` can continue."""
+        path = storage.normalize_local(os.fspath(path))
+        if storage.is_uri(path):
+            fs, fs_path = storage.get_filesystem(path)
+            return fs.exists(f"{fs_path.rstrip('/')}/{STATE_FILE}")
+        return os.path.isfile(os.path.join(path, STATE_FILE))
+
+    # ---- running ------------------------------------------------------------
+
+    def fit(self) -> ResultGrid:
+        """Run the experiment to its end and return every trial's result."""
+        spec, objects, trainable_bytes = self._prepare()
+        client = cluster.get_client()
+        storage_path = client.default_storage_path(self.run_config.storage_path)
+        if storage_path and not storage.is_uri(storage_path):
+            storage.check_writable(storage_path)
+        spec.run_config.storage_path = storage_path
+        for ref_name, (data, object_id) in objects.items():
+            client.put_object(data, object_id)
+            log.debug("object %s uploaded", ref_name)
+        client.put_object(trainable_bytes, spec.trainable_object_id)
+        reply = client.submit(self._submit_request(spec, storage_path))
+        run = ExperimentRun(
+            client, reply.experiment_id, self._callbacks(spec), self._reporter()
+        )
+        ended = self._follow(client, run, reply)
+        run.reporter.final(list(run.trials.values()), ended.experiment_path)
+        self._results = ResultGrid(
+            [_result_from_info(info) for info in ended.trials],
+            ended.experiment_path,
+            default_metric=self.tune_config.metric,
+            default_mode=self.tune_config.mode,
+        )
+        return self._results
+
+    def _follow(self, client, run: ExperimentRun, reply) -> tune_pb2.ExperimentEnded:
+        try:
+            return run.follow()
+        except KeyboardInterrupt:
+            print(
+                f"Stopping experiment {reply.name} (press Ctrl-C again to leave "
+                "at once; Tuner.restore() continues it later).",
+                file=sys.stderr,
+            )
+            client.stop_experiment(reply.experiment_id)
+            return run.follow()
+
+    def _prepare(self) -> tuple[ExperimentSpec, dict, bytes]:
+        """Check and serialize everything before contacting the cluster."""
+        trainable = self.trainable
+        _register_user_module(trainable.fn)
+        objects = {}
+        shipped = WrappedTrainable(trainable.fn, {}, dict(trainable.resources))
+        for name, value in trainable.objects.items():
+            data = object_codec.dumps(value, name)
+            object_id = object_codec.object_id(data)
+            objects[name] = (data, object_id)
+            shipped.objects[name] = cluster.ObjectRef(object_id, len(data))
+        trainable_bytes = pickle_trainable(shipped)
+        name = self.run_config.name or (
+            f"{trainable.__name__}_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+        )
+        run_config = _without_callbacks(self.run_config)
+        spec = ExperimentSpec(
+            name=name,
+            trainable_name=trainable.__name__,
+            trainable_object_id=object_codec.object_id(trainable_bytes),
+            object_ids=[object_id for _, object_id in objects.values()],
+            resources=trial_resources(trainable),
+            param_space=self.param_space,
+            tune_config=self.tune_config,
+            run_config=run_config,
+        )
+        try:
+            cloudpickle.dumps(spec)
+        except Exception as exc:
+            raise TuneConfigError(
+                f"the param_space or configs cannot be pickled: {exc}. Keep "
+                "param_space values small and picklable; pass large or special "
+                "objects with tune.with_parameters()."
+            ) from exc
+        return spec, objects, trainable_bytes
+
+    def _submit_request(
+        self, spec: ExperimentSpec, storage_path: str
+    ) -> tune_pb2.SubmitExperimentRequest:
+        restore = self._restore or {}
+        return tune_pb2.SubmitExperimentRequest(
+            name=spec.name,
+            storage_path=storage_path,
+            spec_pickle=cloudpickle.dumps(spec),
+            restore=bool(restore),
+            resume_unfinished=restore.get("resume_unfinished", True),
+            resume_errored=restore.get("resume_errored", False),
+            restart_errored=restore.get("restart_errored", False),
+        )
+
+    def _callbacks(self, spec: ExperimentSpec) -> list:
+        callbacks = list(self.run_config.callbacks or [])
+        for callback in callbacks:
+            callback.setup(
+                stop=self.run_config.stop,
+                num_samples=self.tune_config.num_samples,
+                total_num_samples=None,
+            )
+        return callbacks
+
+    def _reporter(self) -> ProgressReporter:
+        verbose = 1 if self.run_config.verbose is None else self.run_config.verbose
+        keys = [
+            k
+            for k, v in flatten_dict(self.param_space).items()
+            if not isinstance(v, (int, float, str, bool, type(None)))
+        ]
+        return ProgressReporter(
+            self.tune_config.metric, self.tune_config.mode, keys, verbose
+        )
+
+    def get_results(self) -> ResultGrid:
+        """The results of ``fit()``, or, for a restored Tuner, those in storage."""
+        if self._results is not None:
+            return self._results
+        if self._restore:
+            return result_grid_from_storage(
+                self._restore["path"], self.tune_config.metric, self.tune_config.mode
+            )
+        raise ClusterError("no results yet: call Tuner.fit() first.")
+
+
+def _without_callbacks(run_config: RunConfig) -> RunConfig:
+    import copy
+
+    clone = copy.copy(run_config)
+    clone.callbacks = None
+    clone.progress_reporter = None
+    return clone
+
+
+def _read_spec(path: str) -> ExperimentSpec:
+    spec_path = storage.join(path, SPEC_FILE)
+    try:
+        if storage.is_uri(path):
+            fs, fs_path = storage.get_filesystem(spec_path)
+            data = fs.cat_file(fs_path)
+        else:
+            with open(spec_path, "rb") as f:
+                data = f.read()
+    except FileNotFoundError as exc:
+        raise RestoreError(
+            f"{spec_path} does not exist, so {path} is not an experiment folder. "
+            "Pass the folder that Tuner.fit() reported (<storage_path>/<name>)."
+        ) from exc
+    try:
+        return cloudpickle.loads(data)
+    except Exception as exc:
+        raise RestoreError(f"{spec_path} is damaged and cannot be read: {exc}") from exc
+
+
+def result_grid_from_storage(
+    path: str, metric: str | None = None, mode: str | None = None
+) -> ResultGrid:
+    """The ResultGrid of an experiment folder, read with no daemon running."""
+    state_path = os.path.join(path, STATE_FILE)
+    try:
+        with open(state_path, "rb") as f:
+            state = json.loads(f.read())
+    except FileNotFoundError as exc:
+        raise RestoreError(f"{state_path} does not exist") from exc
+    except ValueError as exc:
+        raise RestoreError(f"{state_path} is damaged: {exc}") from exc
+    results = []
+    for record in state["trials"]:
+        trial_path = os.path.join(path, record["dir_name"])
+        with open(os.path.join(trial_path, "params.pkl"), "rb") as f:
+            config = cloudpickle.load(f)
+        checkpoints = [
+            (Checkpoint(os.path.join(trial_path, c["dir_name"])), c.get("metrics", {}))
+            for c in record.get("checkpoints", [])
+        ]
+        error = record.get("error") or ""
+        results.append(
+            Result(
+                metrics=record.get("last_result") or {},
+                config=config,
+                checkpoint=checkpoints[-1][0] if checkpoints else None,
+                error=TrialError(error, trial_id=record["trial_id"]) if error else None,
+                path=trial_path,
+                best_checkpoints=checkpoints,
+            )
+        )
+    return ResultGrid(results, path, default_metric=metric, default_mode=mode)

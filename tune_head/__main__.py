@@ -1,0 +1,3 @@
+from tune_head.main import main
+
+main()

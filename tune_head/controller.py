@@ -1,0 +1,311 @@
+"""The experiment controller: one experiment's decisions, with no I/O.
+
+The head feeds it events (a trial started, a result arrived, a checkpoint became
+whole, a trial ended, a worker was lost, the clock ticked) and drains the actions
+it decides on (start or stop a trial, persist state, tell the watchers). Every
+change to a trial's status happens here, with the reason logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tune_client.experiment import ExperimentSpec
+from tune_client.schedulers import FIFOScheduler, TrialScheduler
+from tune_client.search import BasicVariantGenerator, Searcher
+from tune_client.search.variants import format_config_for_name
+from tune_head.trial import CheckpointRecord, Trial, TrialStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StopTrialAction:
+    trial: Trial
+    reason: str
+
+
+@dataclass
+class TrialChanged:
+    """The trial's record changed: persist it and tell the watchers."""
+
+    trial: Trial
+
+
+@dataclass
+class DeleteCheckpointAction:
+    trial: Trial
+    checkpoint: CheckpointRecord
+
+
+Action = StopTrialAction | TrialChanged | DeleteCheckpointAction
+
+
+@dataclass
+class TrialNamingInfo:
+    """What trial_name_creator and trial_dirname_creator receive."""
+
+    trial_id: str
+    config: dict
+    trainable_name: str
+    experiment_tag: str
+
+    def __str__(self) -> str:
+        return f"{self.trainable_name}_{self.trial_id}"
+
+
+class ExperimentController:
+    """Creates trials from the searcher and decides what happens to them."""
+
+    def __init__(
+        self,
+        experiment_id: str,
+        spec: ExperimentSpec,
+        experiment_path: str,
+        trials: list[Trial] | None = None,
+        searcher_state: dict | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.experiment_id = experiment_id
+        self.spec = spec
+        self.experiment_path = experiment_path
+        self.clock = clock
+        self.started_at = clock()
+        self.trials: dict[str, Trial] = {t.trial_id: t for t in trials or []}
+        self.actions: list[Action] = []
+        self.stop_reason = ""
+        self.searcher_finished = False
+        tune_config = spec.tune_config
+        self.metric, self.mode = tune_config.metric, tune_config.mode
+        self.searcher = self._make_searcher(searcher_state)
+        self.scheduler: TrialScheduler = tune_config.scheduler or FIFOScheduler()
+        self.scheduler.set_search_properties(self.metric, self.mode)
+        self.failure_config = spec.run_config.failure_config
+        self.checkpoint_config = spec.run_config.checkpoint_config
+        self.date_tag = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime())
+
+    def _make_searcher(self, state: dict | None) -> Searcher:
+        tune_config = self.spec.tune_config
+        searcher = tune_config.search_alg or BasicVariantGenerator()
+        searcher.set_search_properties(
+            self.metric,
+            self.mode,
+            self.spec.param_space,
+            num_samples=tune_config.num_samples,
+        )
+        if state is not None:
+            searcher.set_state(state)
+        return searcher
+
+    # ---- trial creation -------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return bool(self.stop_reason)
+
+    def running_count(self) -> int:
+        return sum(t.status is TrialStatus.RUNNING for t in self.trials.values())
+
+    def next_trial_to_start(self) -> Trial | None:
+        """A pending trial to place, creating one from the searcher if needed."""
+        if self.stopping:
+            return None
+        limit = self.spec.tune_config.max_concurrent_trials
+        if limit is not None and self.running_count() >= limit:
+            return None
+        for trial in self.trials.values():
+            if trial.status is TrialStatus.PENDING:
+                return trial
+        return self._create_trial()
+
+    def _create_trial(self) -> Trial | None:
+        if self.searcher_finished:
+            return None
+        index = len(self.trials)
+        trial_id = f"{self.experiment_id[:5]}_{index:05d}"
+        config = self.searcher.suggest(trial_id)
+        if config == Searcher.FINISHED:
+            self.searcher_finished = True
+            return None
+        if config is None:
+            return None
+        trial = self._new_trial(trial_id, index, config)
+        self.trials[trial_id] = trial
+        self.scheduler.on_trial_add(self, trial)
+        self.actions.append(TrialChanged(trial))
+        return trial
+
+    def _new_trial(self, trial_id: str, index: int, config: dict) -> Trial:
+        tune_config = self.spec.tune_config
+        naming = TrialNamingInfo(
+            trial_id, config, self.spec.trainable_name, format_config_for_name(config)
+        )
+        name = (
+            tune_config.trial_name_creator(naming)
+            if tune_config.trial_name_creator
+            else str(naming)
+        )
+        if tune_config.trial_dirname_creator:
+            dir_name = tune_config.trial_dirname_creator(naming)
+        else:
+            tag = f"_{naming.experiment_tag}" if naming.experiment_tag else ""
+            dir_name = f"{name}_{index}{tag}"[:120] + f"_{self.date_tag}"
+        return Trial(
+            trial_id=trial_id,
+            trial_name=name,
+            dir_name=dir_name,
+            path=f"{self.experiment_path.rstrip('/')}/{dir_name}",
+            config=config,
+            resources=dict(self.spec.resources),
+        )
+
+    # ---- events ---------------------------------------------------------
+
+    def on_trial_started(self, trial: Trial, worker_id: str) -> None:
+        trial.status = TrialStatus.RUNNING
+        trial.worker_id = worker_id
+        self.actions.append(TrialChanged(trial))
+
+    def on_result(self, trial: Trial, result: dict, result_json: bytes) -> bool:
+        """Take one result; False when it repeats an iteration already logged."""
+        iteration = int(result.get("training_iteration", 0))
+        if iteration <= trial.last_iteration:
+            return False
+        trial.last_iteration = iteration
+        trial.last_result = result
+        trial.last_result_json = result_json
+        if trial.status is not TrialStatus.RUNNING:
+            return True
+        self.searcher.on_trial_result(trial.trial_id, result)
+        reason = self._stop_reason_for(trial, result)
+        if reason:
+            self.actions.append(StopTrialAction(trial, reason))
+        return True
+
+    def _stop_reason_for(self, trial: Trial, result: dict) -> str:
+        stop = self.spec.run_config.stop
+        if callable(stop) and stop(trial.trial_id, result):
+            return "the stop function returned True"
+        if isinstance(stop, dict):
+            for key, bound in stop.items():
+                if key in result and result[key] >= bound:
+                    return f"{key}={result[key]} reached the stop value {bound}"
+        decision = self.scheduler.on_trial_result(self, trial, result)
+        if decision == TrialScheduler.STOP:
+            return f"stopped early by {type(self.scheduler).__name__}"
+        return ""
+
+    def on_checkpoint(self, trial: Trial, record: CheckpointRecord) -> None:
+        trial.checkpoints.append(record)
+        index = int(record.dir_name.rsplit("_", 1)[-1]) + 1
+        trial.next_checkpoint_index = max(trial.next_checkpoint_index, index)
+        self._enforce_num_to_keep(trial)
+        self.actions.append(TrialChanged(trial))
+
+    def _enforce_num_to_keep(self, trial: Trial) -> None:
+        keep = self.checkpoint_config.num_to_keep
+        if keep is None or len(trial.checkpoints) <= keep:
+            return
+        attribute = self.checkpoint_config.checkpoint_score_attribute
+        latest = trial.checkpoints[-1]
+        candidates = trial.checkpoints[:-1]
+        if attribute:
+            sign = 1 if self.checkpoint_config.checkpoint_score_order == "max" else -1
+            candidates.sort(key=lambda c: sign * float(c.metrics.get(attribute, 0)))
+        while len(candidates) + 1 > keep:
+            victim = candidates.pop(0)
+            trial.checkpoints.remove(victim)
+            self.actions.append(DeleteCheckpointAction(trial, victim))
+        assert trial.checkpoints[-1] is latest
+
+    def on_trial_ended(self, trial: Trial, outcome: str, error: str) -> None:
+        """``outcome`` is "finished", "stopped" or "errored"."""
+        if trial.status is not TrialStatus.RUNNING:
+            return
+        trial.worker_id = ""
+        if outcome == "errored":
+            self._on_trial_failed(trial, error)
+        else:
+            trial.status = TrialStatus.TERMINATED
+            log.info("trial %s finished (%s)", trial.trial_name, outcome)
+            self.searcher.on_trial_complete(trial.trial_id, trial.last_result)
+            self.scheduler.on_trial_complete(self, trial, trial.last_result)
+        self.actions.append(TrialChanged(trial))
+
+    def _on_trial_failed(self, trial: Trial, error: str) -> None:
+        trial.num_failures += 1
+        max_failures = self.failure_config.max_failures
+        retry = max_failures < 0 or trial.num_failures <= max_failures
+        if retry and not self.stopping:
+            trial.status = TrialStatus.PENDING
+            where = trial.latest_checkpoint
+            log.info(
+                "trial %s failed (failure %d of at most %s); restarting from %s",
+                trial.trial_name,
+                trial.num_failures,
+                "unlimited" if max_failures < 0 else max_failures,
+                where.dir_name if where else "the start",
+            )
+            return
+        trial.status = TrialStatus.ERROR
+        trial.error = error
+        log.info("trial %s errored: %s", trial.trial_name, _last_line(error))
+        self.searcher.on_trial_complete(trial.trial_id, None, error=True)
+        self.scheduler.on_trial_error(self, trial)
+        if self.failure_config.fail_fast:
+            self.stop(f"trial {trial.trial_name} failed and fail_fast is set")
+
+    def on_worker_lost(self, worker_id: str) -> None:
+        for trial in self.trials.values():
+            if trial.status is TrialStatus.RUNNING and trial.worker_id == worker_id:
+                self.on_trial_ended(
+                    trial, "errored", f"the worker {worker_id} running it was lost"
+                )
+
+    def on_tick(self) -> None:
+        budget = self.spec.tune_config.time_budget_s
+        if budget and not self.stopping and self.clock() - self.started_at > budget:
+            self.stop(f"the time budget of {budget:g} s ran out")
+
+    def stop(self, reason: str) -> None:
+        """Stop every trial; the experiment ends when none is running."""
+        if self.stopping:
+            return
+        self.stop_reason = reason
+        log.info("stopping experiment %s: %s", self.spec.name, reason)
+        for trial in self.trials.values():
+            if trial.status is TrialStatus.RUNNING:
+                self.actions.append(StopTrialAction(trial, reason))
+            elif trial.status is TrialStatus.PENDING:
+                trial.status = TrialStatus.TERMINATED
+                self.actions.append(TrialChanged(trial))
+
+    # ---- queries --------------------------------------------------------
+
+    def is_finished(self) -> bool:
+        if any(not t.status.is_finished for t in self.trials.values()):
+            return False
+        return self.stopping or self.searcher_finished
+
+    def take_actions(self) -> list[Action]:
+        actions, self.actions = self.actions, []
+        return actions
+
+    def counts_by_status(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for trial in self.trials.values():
+            counts[trial.status.value] = counts.get(trial.status.value, 0) + 1
+        return counts
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+def describe(obj: Any) -> str:
+    return type(obj).__name__

@@ -1,0 +1,585 @@
+"""The head: workers, experiments and the object store, behind one lock.
+
+The gRPC layer (``service.py``) calls into ``Head``; ``Head`` feeds events to each
+experiment's controller, carries out the actions it returns (start or stop a
+trial on a worker, write storage, tell the watchers), and places pending trials
+on workers with free resources.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import cloudpickle
+
+from proto.generated import tune_pb2
+from tune_client.experiment import ExperimentSpec
+from tune_head import experiment_storage as es
+from tune_head.controller import (
+    DeleteCheckpointAction,
+    ExperimentController,
+    StopTrialAction,
+    TrialChanged,
+)
+from tune_head.object_store import ObjectStore
+from tune_head.placement import Placer
+from tune_head.trial import CheckpointRecord, Trial, TrialStatus
+from tune_head.workers import WorkerHandle
+
+log = logging.getLogger(__name__)
+
+_STATUS_TO_PROTO = {
+    TrialStatus.PENDING: tune_pb2.PENDING,
+    TrialStatus.RUNNING: tune_pb2.RUNNING,
+    TrialStatus.TERMINATED: tune_pb2.TERMINATED,
+    TrialStatus.ERROR: tune_pb2.ERROR,
+}
+_OUTCOMES = {
+    tune_pb2.FINISHED: "finished",
+    tune_pb2.STOPPED: "stopped",
+    tune_pb2.ERRORED: "errored",
+}
+STATE_WRITE_INTERVAL_S = 0.5
+
+
+class UnknownExperimentError(KeyError):
+    pass
+
+
+class ExperimentExistsError(Exception):
+    pass
+
+
+@dataclass
+class Experiment:
+    experiment_id: str
+    controller: ExperimentController
+    storage: es.ExperimentStorage
+    spec_pickle: bytes
+    events: list[tune_pb2.ExperimentEvent] = field(default_factory=list)
+    finished: bool = False
+    state_dirty: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.controller.spec.name
+
+    @property
+    def path(self) -> str:
+        return self.controller.experiment_path
+
+
+class Head:
+    def __init__(
+        self,
+        storage_path: str,
+        object_dir: str,
+        heartbeat_interval_s: float = 1.0,
+        heartbeat_timeout_s: float = 10.0,
+    ) -> None:
+        self.storage_path = storage_path
+        self.objects = ObjectStore(object_dir)
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.workers: dict[str, WorkerHandle] = {}
+        self.placer = Placer()
+        self.experiments: dict[str, Experiment] = {}
+        self._closed = threading.Event()
+        self._monitor = threading.Thread(
+            target=self._monitor_loop, name="head-monitor", daemon=True
+        )
+        self._monitor.start()
+
+    # ---- workers ----------------------------------------------------------
+
+    def register_worker(
+        self, request: tune_pb2.RegisterWorkerRequest
+    ) -> tune_pb2.RegisterWorkerReply:
+        worker_id = request.worker_id or f"worker-{secrets.token_hex(4)}"
+        with self.lock:
+            known = worker_id in self.workers
+            if not known:
+                handle = WorkerHandle(
+                    worker_id,
+                    request.hostname,
+                    request.node_ip,
+                    dict(request.resources),
+                )
+                self.workers[worker_id] = handle
+                self.placer.add_worker(worker_id, handle.resources)
+                log.info(
+                    "worker %s joined from %s with %s",
+                    worker_id,
+                    request.hostname,
+                    _format_resources(handle.resources),
+                )
+            stale = self._stale_trials(worker_id, request.running_trial_ids)
+        return tune_pb2.RegisterWorkerReply(
+            worker_id=worker_id,
+            heartbeat_interval_s=self.heartbeat_interval_s,
+            stale_trial_ids=stale,
+        )
+
+    def _stale_trials(self, worker_id: str, running: list[str]) -> list[str]:
+        """Trials a worker still runs that the head no longer runs there."""
+        live = {
+            t.trial_id
+            for exp in self.experiments.values()
+            for t in exp.controller.trials.values()
+            if t.status is TrialStatus.RUNNING and t.worker_id == worker_id
+        }
+        return [trial_id for trial_id in running if trial_id not in live]
+
+    def open_worker_stream(self, worker_id: str) -> tuple[WorkerHandle, int]:
+        with self.lock:
+            handle = self.workers.get(worker_id)
+            if handle is None:
+                raise KeyError(worker_id)
+            epoch = handle.new_stream()
+            self._schedule()
+            return handle, epoch
+
+    def close_worker_stream(self, worker_id: str, epoch: int) -> None:
+        with self.lock:
+            handle = self.workers.get(worker_id)
+            if handle is not None and handle.stream_epoch == epoch:
+                handle.connected = False
+                log.info(
+                    "worker %s disconnected; declared lost unless it is back "
+                    "within %.0f s",
+                    worker_id,
+                    self.heartbeat_timeout_s,
+                )
+
+    def on_worker_message(self, worker_id: str, message: tune_pb2.WorkerMessage) -> None:
+        kind = message.WhichOneof("kind")
+        with self.lock:
+            handle = self.workers.get(worker_id)
+            if handle is None:
+                return
+            handle.last_seen = time.monotonic()
+            if kind == "results":
+                self._on_results(handle, message.results)
+            elif kind == "checkpoint":
+                self._on_checkpoint(message.checkpoint)
+            elif kind == "trial_ended":
+                self._on_trial_ended(message.trial_ended)
+
+    def _lose_worker(self, worker_id: str, reason: str) -> None:
+        handle = self.workers.pop(worker_id, None)
+        if handle is None:
+            return
+        log.warning("worker %s lost: %s", worker_id, reason)
+        self.placer.remove_worker(worker_id)
+        for exp in self.experiments.values():
+            exp.controller.on_worker_lost(worker_id)
+            self._apply_actions(exp)
+        self._schedule()
+
+    # ---- results and trial outcomes ---------------------------------------
+
+    def _find_trial(self, trial_id: str) -> tuple[Experiment, Trial] | None:
+        for exp in self.experiments.values():
+            trial = exp.controller.trials.get(trial_id)
+            if trial is not None:
+                return exp, trial
+        return None
+
+    def _on_results(self, handle: WorkerHandle, batch: tune_pb2.ResultBatch) -> None:
+        import json
+
+        touched: set[str] = set()
+        for item in batch.results:
+            found = self._find_trial(item.trial_id)
+            if found is None:
+                continue
+            exp, trial = found
+            result = json.loads(item.metrics_json)
+            if not exp.controller.on_result(trial, result, item.metrics_json):
+                continue
+            exp.storage.append_result(trial, result, item.metrics_json)
+            exp.events.append(
+                tune_pb2.ExperimentEvent(
+                    sequence=len(exp.events) + 1,
+                    result=tune_pb2.TrialResult(
+                        trial_id=item.trial_id, metrics_json=item.metrics_json
+                    ),
+                )
+            )
+            touched.add(exp.experiment_id)
+        for experiment_id in touched:
+            exp = self.experiments[experiment_id]
+            exp.storage.flush_results()
+            exp.state_dirty = True
+            self._apply_actions(exp)
+        handle.send(
+            tune_pb2.HeadCommand(
+                results_ack=tune_pb2.ResultsAck(sequence=batch.sequence)
+            )
+        )
+        self.changed.notify_all()
+
+    def _on_checkpoint(self, message: tune_pb2.CheckpointPersisted) -> None:
+        import json
+
+        found = self._find_trial(message.trial_id)
+        if found is None:
+            return
+        exp, trial = found
+        record = CheckpointRecord(
+            message.dir_name,
+            message.path,
+            message.training_iteration,
+            json.loads(message.metrics_json or b"{}"),
+        )
+        exp.controller.on_checkpoint(trial, record)
+        exp.events.append(
+            tune_pb2.ExperimentEvent(sequence=len(exp.events) + 1, checkpoint=message)
+        )
+        self._apply_actions(exp)
+        self.changed.notify_all()
+
+    def _on_trial_ended(self, message: tune_pb2.TrialEnded) -> None:
+        found = self._find_trial(message.trial_id)
+        if found is None:
+            return
+        exp, trial = found
+        worker_id = trial.worker_id
+        if trial.status is TrialStatus.RUNNING and worker_id:
+            self.placer.release(worker_id, trial.resources)
+        exp.controller.on_trial_ended(
+            trial, _OUTCOMES.get(message.outcome, "errored"), message.error
+        )
+        self._apply_actions(exp)
+        self._schedule()
+
+    # ---- experiments --------------------------------------------------------
+
+    def submit(
+        self, request: tune_pb2.SubmitExperimentRequest
+    ) -> tune_pb2.SubmitExperimentReply:
+        spec: ExperimentSpec = cloudpickle.loads(request.spec_pickle)
+        storage_path = request.storage_path or self.storage_path
+        path = os.path.join(storage_path, spec.name)
+        with self.lock:
+            for exp in self.experiments.values():
+                if exp.path == path and not exp.finished:
+                    raise ExperimentExistsError(
+                        f"experiment {spec.name!r} is already running at {path}; "
+                        "attach with Tuner.restore() or choose another name."
+                    )
+            if request.restore:
+                exp = self._restore_experiment(request, spec, path)
+            else:
+                exp = self._new_experiment(request, spec, path)
+            self.experiments[exp.experiment_id] = exp
+            log.info(
+                "experiment %s %s at %s",
+                spec.name,
+                "restored" if request.restore else "submitted",
+                path,
+            )
+            self._apply_actions(exp)
+            self._write_state(exp)
+            self._schedule()
+            self._finish_if_done(exp)
+        return tune_pb2.SubmitExperimentReply(
+            experiment_id=exp.experiment_id, experiment_path=path, name=spec.name
+        )
+
+    def _new_experiment(
+        self,
+        request: tune_pb2.SubmitExperimentRequest,
+        spec: ExperimentSpec,
+        path: str,
+    ) -> Experiment:
+        experiment_id = secrets.token_hex(16)
+        storage = es.ExperimentStorage(path)
+        storage.create(
+            request.spec_pickle, self.objects.read_bytes(spec.trainable_object_id)
+        )
+        controller = ExperimentController(experiment_id, spec, path)
+        return Experiment(experiment_id, controller, storage, request.spec_pickle)
+
+    def _restore_experiment(
+        self,
+        request: tune_pb2.SubmitExperimentRequest,
+        spec: ExperimentSpec,
+        path: str,
+    ) -> Experiment:
+        from tune_head.restore import load_trials
+
+        state = es.read_state(path)
+        trials = load_trials(
+            path,
+            state,
+            resume_unfinished=request.resume_unfinished,
+            resume_errored=request.resume_errored,
+            restart_errored=request.restart_errored,
+        )
+        storage = es.ExperimentStorage(path)
+        storage.create(
+            request.spec_pickle, self.objects.read_bytes(spec.trainable_object_id)
+        )
+        controller = ExperimentController(
+            state["experiment_id"],
+            spec,
+            path,
+            trials=trials,
+            searcher_state=es.read_searcher_state(path),
+        )
+        return Experiment(state["experiment_id"], controller, storage, b"")
+
+    def stop_experiment(self, name_or_id: str, reason: str) -> str:
+        with self.lock:
+            exp = self._lookup(name_or_id)
+            exp.controller.stop(reason)
+            self._apply_actions(exp)
+            self._finish_if_done(exp)
+            return exp.experiment_id
+
+    def _lookup(self, name_or_id: str) -> Experiment:
+        exp = self.experiments.get(name_or_id)
+        if exp is not None:
+            return exp
+        matches = [e for e in self.experiments.values() if e.name == name_or_id]
+        if not matches:
+            raise UnknownExperimentError(name_or_id)
+        return matches[-1]
+
+    def watch(self, experiment_id: str, after: int) -> Iterator[list]:
+        """Batches of events after sequence ``after``, until the experiment ends."""
+        cursor = after
+        while not self._closed.is_set():
+            with self.lock:
+                exp = self.experiments.get(experiment_id)
+                if exp is None:
+                    raise UnknownExperimentError(experiment_id)
+                if len(exp.events) <= cursor:
+                    if exp.finished:
+                        return
+                    self.changed.wait(timeout=1.0)
+                    continue
+                batch = exp.events[cursor : cursor + 5000]
+                cursor += len(batch)
+            yield batch
+
+    # ---- carrying out the controller's decisions --------------------------
+
+    def _apply_actions(self, exp: Experiment) -> None:
+        for action in exp.controller.take_actions():
+            if isinstance(action, TrialChanged):
+                self._on_trial_changed(exp, action.trial)
+            elif isinstance(action, StopTrialAction):
+                self._send_stop(action.trial, action.reason)
+            elif isinstance(action, DeleteCheckpointAction):
+                exp.storage.delete_checkpoint(action.checkpoint)
+        self._finish_if_done(exp)
+
+    def _on_trial_changed(self, exp: Experiment, trial: Trial) -> None:
+        if not os.path.exists(os.path.join(trial.path, "params.pkl")):
+            exp.storage.write_params(trial)
+            exp.storage.write_searcher_state(exp.controller.searcher.get_state())
+            exp.state_dirty = True
+            self._write_state(exp)
+        if trial.status.is_finished:
+            exp.storage.close_trial(trial)
+        exp.state_dirty = True
+        exp.events.append(
+            tune_pb2.ExperimentEvent(
+                sequence=len(exp.events) + 1, trial_updated=trial_info(trial)
+            )
+        )
+        self.changed.notify_all()
+
+    def _send_stop(self, trial: Trial, reason: str) -> None:
+        handle = self.workers.get(trial.worker_id)
+        if handle is None:
+            return
+        log.info("stopping trial %s: %s", trial.trial_name, reason)
+        handle.send(
+            tune_pb2.HeadCommand(
+                stop_trial=tune_pb2.StopTrial(trial_id=trial.trial_id, reason=reason)
+            )
+        )
+
+    def _finish_if_done(self, exp: Experiment) -> None:
+        if exp.finished or not exp.controller.is_finished():
+            return
+        exp.finished = True
+        exp.storage.close()
+        self._write_state(exp)
+        exp.storage.write_searcher_state(exp.controller.searcher.get_state())
+        counts = exp.controller.counts_by_status()
+        log.info("experiment %s ended: %s", exp.name, _format_counts(counts))
+        trials = [trial_info(t) for t in exp.controller.trials.values()]
+        exp.events.append(
+            tune_pb2.ExperimentEvent(
+                sequence=len(exp.events) + 1,
+                experiment_ended=tune_pb2.ExperimentEnded(
+                    experiment_path=exp.path,
+                    reason=exp.controller.stop_reason,
+                    trials=trials,
+                ),
+            )
+        )
+        self.changed.notify_all()
+
+    def _write_state(self, exp: Experiment) -> None:
+        exp.storage.write_state(
+            exp.experiment_id,
+            exp.name,
+            list(exp.controller.trials.values()),
+            exp.finished,
+        )
+        exp.state_dirty = False
+
+    def _schedule(self) -> None:
+        """Place pending trials, taking experiments in turn so each gets a share."""
+        progress = True
+        while progress:
+            progress = False
+            for exp in list(self.experiments.values()):
+                if exp.finished:
+                    continue
+                trial = exp.controller.next_trial_to_start()
+                if trial is not None and self._place(exp, trial):
+                    progress = True
+                self._apply_actions(exp)
+
+    def _place(self, exp: Experiment, trial: Trial) -> bool:
+        worker_id = self.placer.place(trial.resources)
+        if worker_id is None:
+            return False
+        handle = self.workers[worker_id]
+        if not handle.connected:
+            return False
+        self.placer.reserve(worker_id, trial.resources)
+        exp.controller.on_trial_started(trial, worker_id)
+        handle.send(tune_pb2.HeadCommand(start_trial=self._start_command(exp, trial)))
+        log.info("trial %s placed on worker %s", trial.trial_name, worker_id)
+        return True
+
+    def _start_command(self, exp: Experiment, trial: Trial) -> tune_pb2.StartTrial:
+        spec = exp.controller.spec
+        latest = trial.latest_checkpoint
+        return tune_pb2.StartTrial(
+            experiment_id=exp.experiment_id,
+            experiment_name=spec.name,
+            trial_id=trial.trial_id,
+            trial_name=trial.trial_name,
+            trainable_object_id=spec.trainable_object_id,
+            object_ids=spec.object_ids,
+            config_pickle=cloudpickle.dumps(trial.config),
+            trial_path=trial.path,
+            restore_checkpoint_path=latest.path if latest else "",
+            restore_iteration=latest.training_iteration if latest else 0,
+            restore_time_total_s=float(
+                latest.metrics.get("time_total_s", 0.0) if latest else 0.0
+            ),
+            next_checkpoint_index=trial.next_checkpoint_index,
+            resources=trial.resources,
+        )
+
+    # ---- housekeeping ---------------------------------------------------------
+
+    def _monitor_loop(self) -> None:
+        while not self._closed.wait(STATE_WRITE_INTERVAL_S):
+            with self.lock:
+                self._check_workers()
+                for exp in list(self.experiments.values()):
+                    if exp.finished:
+                        continue
+                    exp.controller.on_tick()
+                    self._apply_actions(exp)
+                    if exp.state_dirty:
+                        self._write_state(exp)
+
+    def _check_workers(self) -> None:
+        now = time.monotonic()
+        for worker_id, handle in list(self.workers.items()):
+            silent = now - handle.last_seen
+            if silent > self.heartbeat_timeout_s:
+                why = "its stream closed" if not handle.connected else "no heartbeat"
+                self._lose_worker(worker_id, f"{why} for {silent:.0f} s")
+
+    def cluster_status(self) -> tune_pb2.ClusterStatus:
+        with self.lock:
+            workers = [
+                tune_pb2.WorkerStatus(
+                    worker_id=w.worker_id,
+                    hostname=w.hostname,
+                    total=w.resources,
+                    free=self.placer.workers[w.worker_id].free(),
+                    trial_ids=[
+                        t.trial_id
+                        for e in self.experiments.values()
+                        for t in e.controller.trials.values()
+                        if t.worker_id == w.worker_id
+                        and t.status is TrialStatus.RUNNING
+                    ],
+                )
+                for w in self.workers.values()
+            ]
+            experiments = [
+                tune_pb2.ExperimentStatus(
+                    experiment_id=e.experiment_id,
+                    name=e.name,
+                    path=e.path,
+                    trials_by_status=e.controller.counts_by_status(),
+                    finished=e.finished,
+                )
+                for e in self.experiments.values()
+            ]
+        return tune_pb2.ClusterStatus(workers=workers, experiments=experiments)
+
+    def close(self) -> None:
+        """Persist every experiment's state; called on SIGTERM."""
+        self._closed.set()
+        with self.lock:
+            for exp in self.experiments.values():
+                exp.storage.flush_results()
+                self._write_state(exp)
+            self.changed.notify_all()
+
+
+def trial_info(trial: Trial) -> tune_pb2.TrialInfo:
+    import json
+
+    return tune_pb2.TrialInfo(
+        trial_id=trial.trial_id,
+        trial_name=trial.trial_name,
+        status=_STATUS_TO_PROTO[trial.status],
+        config_pickle=cloudpickle.dumps(trial.config),
+        path=trial.path,
+        last_result_json=trial.last_result_json,
+        error=trial.error,
+        checkpoints=[
+            tune_pb2.CheckpointPersisted(
+                trial_id=trial.trial_id,
+                dir_name=c.dir_name,
+                path=c.path,
+                training_iteration=c.training_iteration,
+                metrics_json=json.dumps(c.metrics, default=repr).encode(),
+            )
+            for c in trial.checkpoints
+        ],
+        worker_id=trial.worker_id,
+        num_failures=trial.num_failures,
+    )
+
+
+def _format_resources(resources: dict[str, float]) -> str:
+    return ", ".join(f"{v:g} {k}" for k, v in sorted(resources.items()))
+
+
+def _format_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))

@@ -1,0 +1,130 @@
+"""``tune-head``: the head daemon's entry point and configuration."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from proto.generated import tune_pb2_grpc
+from tune_client.auth import GRPC_OPTIONS, TokenInterceptor
+from tune_client.config import default_storage_path
+from tune_client.daemon import (
+    EnvDefaultsParser,
+    exit_with_parent,
+    on_termination,
+    setup_logging,
+)
+from tune_head.head import Head
+from tune_head.service import HeadService
+
+log = logging.getLogger("tune_head")
+
+
+@dataclass
+class HeadConfig:
+    host: str
+    port: int
+    storage: str
+    token: str
+    object_dir: str
+    heartbeat_timeout_s: float
+    log_level: str
+    log_file: str | None
+    parent_pid: int
+    grace_period_s: float
+
+
+def parse_config(argv: list[str] | None = None) -> HeadConfig:
+    parser = EnvDefaultsParser("TUNE_HEAD", prog="tune-head", description=__doc__)
+    parser.add_flag("--host", default="127.0.0.1", help="address to bind")
+    parser.add_flag("--port", type=int, default=6380, help="port; 0 picks a free one")
+    parser.add_flag(
+        "--storage", default=None, help="default storage_path for experiments"
+    )
+    parser.add_flag(
+        "--token", env=("TUNE_TOKEN",), default="", help="cluster token (required)"
+    )
+    parser.add_flag("--object-dir", default=None, help="where objects are kept")
+    parser.add_flag("--heartbeat-timeout", type=float, default=10.0)
+    parser.add_flag("--log-level", default="INFO")
+    parser.add_flag("--log-file", default=None)
+    parser.add_flag("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_flag("--grace-period", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    if not args.token:
+        parser.error(
+            "a cluster token is required: pass --token or set TUNE_TOKEN "
+            "(generate one with: python -c 'import secrets; print(secrets.token_hex(16))')"
+        )
+    storage = args.storage or default_storage_path()
+    object_dir = args.object_dir or os.path.join(
+        tempfile.gettempdir(), f"tune_head_objects_{os.getpid()}"
+    )
+    return HeadConfig(
+        host=args.host,
+        port=args.port,
+        storage=os.path.abspath(os.path.expanduser(storage)),
+        token=args.token,
+        object_dir=object_dir,
+        heartbeat_timeout_s=args.heartbeat_timeout,
+        log_level=args.log_level,
+        log_file=args.log_file,
+        parent_pid=args.parent_pid,
+        grace_period_s=args.grace_period,
+    )
+
+
+def serve(config: HeadConfig) -> None:
+    head = Head(
+        config.storage, config.object_dir, heartbeat_timeout_s=config.heartbeat_timeout_s
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="head-rpc"),
+        interceptors=[TokenInterceptor(config.token)],
+        options=GRPC_OPTIONS,
+        maximum_concurrent_rpcs=None,
+    )
+    tune_pb2_grpc.add_HeadServicer_to_server(HeadService(head), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    server.start()
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "tune-head listening on %s:%d, storage %s", config.host, port, config.storage
+    )
+
+    stopped = threading.Event()
+
+    def shutdown(reason: str) -> None:
+        if stopped.is_set():
+            return
+        log.info("tune-head shutting down: %s", reason)
+        health_servicer.enter_graceful_shutdown()
+        head.close()
+        server.stop(config.grace_period_s)
+        stopped.set()
+
+    on_termination(shutdown)
+    exit_with_parent(config.parent_pid, shutdown)
+    while not stopped.wait(0.5):
+        pass
+    log.info("tune-head stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_config(argv)
+    setup_logging(config.log_level, config.log_file)
+    serve(config)
+
+
+if __name__ == "__main__":
+    main()

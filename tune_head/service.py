@@ -1,0 +1,141 @@
+"""The head's gRPC servicer: it unpacks requests, calls ``Head`` and maps errors.
+
+Domain errors become status codes here (an unknown experiment is NOT_FOUND, a
+name clash ALREADY_EXISTS, a damaged folder FAILED_PRECONDITION); the client
+maps them back to its own exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+import grpc
+
+from proto.generated import tune_pb2, tune_pb2_grpc
+from tune_head import experiment_storage as es
+from tune_head.head import ExperimentExistsError, Head, UnknownExperimentError
+from tune_head.object_store import ObjectHashMismatch
+
+log = logging.getLogger(__name__)
+
+
+class HeadService(tune_pb2_grpc.HeadServicer):
+    def __init__(self, head: Head) -> None:
+        self.head = head
+
+    def RegisterWorker(self, request, context):
+        return self.head.register_worker(request)
+
+    def ConnectWorker(self, request_iterator, context):
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("kind") != "hello":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "send hello first")
+        worker_id = first.hello.worker_id
+        try:
+            handle, epoch = self.head.open_worker_stream(worker_id)
+        except KeyError:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"worker {worker_id} is not registered; register again",
+            )
+        reader = threading.Thread(
+            target=self._read_worker_messages,
+            args=(worker_id, epoch, request_iterator),
+            name=f"worker-reader-{worker_id}",
+            daemon=True,
+        )
+        reader.start()
+        outbox = handle.outbox
+        while context.is_active() and handle.stream_epoch == epoch:
+            if not reader.is_alive():
+                break
+            try:
+                yield outbox.get(timeout=0.5)
+            except queue.Empty:
+                continue
+
+    def _read_worker_messages(self, worker_id, epoch, request_iterator) -> None:
+        try:
+            for message in request_iterator:
+                self.head.on_worker_message(worker_id, message)
+        except grpc.RpcError:
+            pass
+        except Exception:
+            log.exception("worker %s sent a message the head could not handle", worker_id)
+        finally:
+            self.head.close_worker_stream(worker_id, epoch)
+
+    def FindObjects(self, request, context):
+        present = [i for i in request.object_ids if self.head.objects.contains(i)]
+        return tune_pb2.FindObjectsReply(present_ids=present)
+
+    def PutObject(self, request_iterator, context):
+        first = next(request_iterator, None)
+        if first is None or not first.object_id:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first chunk needs an id")
+
+        def chunks():
+            yield first.data
+            for chunk in request_iterator:
+                yield chunk.data
+
+        try:
+            size = self.head.objects.put_chunks(first.object_id, chunks())
+        except (ObjectHashMismatch, KeyError) as exc:
+            context.abort(grpc.StatusCode.DATA_LOSS, str(exc))
+        return tune_pb2.PutObjectReply(object_id=first.object_id, size=size)
+
+    def GetObject(self, request, context):
+        objects = self.head.objects
+        try:
+            size = objects.size_of(request.object_id)
+        except (FileNotFoundError, KeyError):
+            context.abort(
+                grpc.StatusCode.NOT_FOUND, f"no object {request.object_id[:12]}"
+            )
+        first = True
+        for chunk in objects.read_chunks(request.object_id):
+            if first:
+                yield tune_pb2.ObjectChunk(
+                    object_id=request.object_id, total_size=size, data=chunk
+                )
+                first = False
+            else:
+                yield tune_pb2.ObjectChunk(data=chunk)
+
+    def SubmitExperiment(self, request, context):
+        try:
+            return self.head.submit(request)
+        except ExperimentExistsError as exc:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        except es.DamagedExperimentError as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except FileNotFoundError as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"object missing: {exc}")
+
+    def WatchExperiment(self, request, context):
+        try:
+            for batch in self.head.watch(request.experiment_id, request.after_sequence):
+                if not context.is_active():
+                    return
+                yield tune_pb2.ExperimentEvents(events=batch)
+        except UnknownExperimentError:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND, f"no experiment {request.experiment_id}"
+            )
+
+    def StopExperiment(self, request, context):
+        try:
+            experiment_id = self.head.stop_experiment(
+                request.experiment, "stopped by request"
+            )
+        except UnknownExperimentError:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND, f"no experiment named {request.experiment}"
+            )
+        return tune_pb2.StopExperimentReply(experiment_id=experiment_id)
+
+    def GetClusterStatus(self, request, context):
+        return self.head.cluster_status()

@@ -1,0 +1,85 @@
+"""The head's record of one trial: its status is one field, nowhere else."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class TrialStatus(enum.Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    TERMINATED = "TERMINATED"
+    ERROR = "ERROR"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (TrialStatus.TERMINATED, TrialStatus.ERROR)
+
+
+@dataclass
+class CheckpointRecord:
+    """A checkpoint that is whole in storage."""
+
+    dir_name: str
+    path: str
+    training_iteration: int
+    metrics: dict
+
+    def to_json(self) -> dict:
+        return {
+            "dir_name": self.dir_name,
+            "path": self.path,
+            "training_iteration": self.training_iteration,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> CheckpointRecord:
+        return cls(
+            data["dir_name"],
+            data["path"],
+            int(data["training_iteration"]),
+            data.get("metrics") or {},
+        )
+
+
+@dataclass
+class Trial:
+    trial_id: str
+    trial_name: str
+    dir_name: str
+    path: str
+    config: dict
+    resources: dict[str, float]
+    status: TrialStatus = TrialStatus.PENDING
+    worker_id: str = ""
+    num_failures: int = 0
+    error: str = ""
+    last_result: dict = field(default_factory=dict)
+    last_result_json: bytes = b""
+    last_iteration: int = 0
+    checkpoints: list[CheckpointRecord] = field(default_factory=list)
+    next_checkpoint_index: int = 0
+
+    @property
+    def latest_checkpoint(self) -> CheckpointRecord | None:
+        return self.checkpoints[-1] if self.checkpoints else None
+
+    def to_state(self) -> dict[str, Any]:
+        """The JSON-able part of the record, for experiment_state.json."""
+        return {
+            "trial_id": self.trial_id,
+            "trial_name": self.trial_name,
+            "dir_name": self.dir_name,
+            "status": self.status.value,
+            "resources": self.resources,
+            "num_failures": self.num_failures,
+            "error": self.error,
+            "last_iteration": self.last_iteration,
+            "last_result": json.loads(self.last_result_json or b"{}"),
+            "checkpoints": [c.to_json() for c in self.checkpoints],
+            "next_checkpoint_index": self.next_checkpoint_index,
+        }

@@ -1,0 +1,3 @@
+from tune_worker.main import main
+
+main()

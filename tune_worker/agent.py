@@ -1,0 +1,296 @@
+"""The worker agent: joins the head, runs the trials it is given, reports back.
+
+One long-lived stream carries everything: the worker sends heartbeats,
+batches of results, whole checkpoints and trial outcomes; the head sends
+trial starts and stops and acknowledges result batches. Batches the head has
+not acknowledged are sent again after a reconnect, and the head drops
+iterations it already holds, so a result is logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import socket
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+import cloudpickle
+import grpc
+
+from proto.generated import tune_pb2, tune_pb2_grpc
+from tune_client import storage
+from tune_client.auth import GRPC_OPTIONS, token_metadata
+from tune_client.session import TrialStart
+from tune_worker.object_cache import ObjectCache
+from tune_worker.trial_processes import TrialProcesses
+from tune_worker.uploader import CheckpointUpload, TrialEnd, Uploader
+
+log = logging.getLogger(__name__)
+
+_OUTCOME_TO_PROTO = {
+    "finished": tune_pb2.FINISHED,
+    "stopped": tune_pb2.STOPPED,
+    "errored": tune_pb2.ERRORED,
+}
+MAX_BATCH = 2000
+COLLECT_TIMEOUT_S = 0.02
+
+
+@dataclass
+class WorkerConfig:
+    head: str
+    token: str
+    resources: dict[str, float]
+    work_dir: str
+    worker_id: str
+    node_ip: str
+
+
+class WorkerAgent:
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.metadata = token_metadata(config.token)
+        self.processes = TrialProcesses()
+        self.uploader = Uploader(self._send)
+        self.objects = ObjectCache(
+            os.path.join(config.work_dir, "objects"), self._fetch_object
+        )
+        self._stopping = threading.Event()
+        self._stream_queue: queue.SimpleQueue | None = None
+        self._unsent: deque[tune_pb2.WorkerMessage] = deque()
+        self._unacked: OrderedDict[int, tune_pb2.WorkerMessage] = OrderedDict()
+        self._next_sequence = 1
+        self._send_lock = threading.Lock()
+        self._stub: tune_pb2_grpc.HeadStub | None = None
+
+    # ---- life cycle -------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until ``stop``; reconnect with backoff whenever the head goes away."""
+        self.processes.warm_up()
+        threading.Thread(target=self._pump, name="result-pump", daemon=True).start()
+        delay = 0.05
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            try:
+                self._serve_one_connection()
+            except grpc.RpcError as exc:
+                if self._stopping.is_set():
+                    break
+                code = exc.code() if hasattr(exc, "code") else None
+                if code == grpc.StatusCode.UNAUTHENTICATED:
+                    log.error("the head rejected our token: %s", exc.details())
+                log.info("connection to head %s lost (%s); retrying in %.1f s",
+                         self.config.head, code, delay)
+            if time.monotonic() - started > 10:
+                delay = 0.05
+            self._stopping.wait(delay * (1 + random.random() * 0.2))
+            delay = min(delay * 2, 5.0)
+
+    def stop(self, reason: str) -> None:
+        """Stop every trial, wait for uploads, then leave."""
+        if self._stopping.is_set():
+            return
+        log.info("tune-worker stopping: %s", reason)
+        self.processes.stop_all(f"the worker is shutting down ({reason})")
+        deadline = time.monotonic() + 10
+        while self.processes.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.uploader.drain(timeout=30)
+        self._stopping.set()
+        if self._stream_queue is not None:
+            self._stream_queue.put(None)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopping.is_set()
+
+    # ---- the connection ---------------------------------------------------
+
+    def _serve_one_connection(self) -> None:
+        channel = grpc.insecure_channel(self.config.head, options=GRPC_OPTIONS)
+        try:
+            self._stub = tune_pb2_grpc.HeadStub(channel)
+            reply = self._register()
+            for trial_id in reply.stale_trial_ids:
+                self.processes.stop(trial_id, "the head no longer runs this trial")
+            self._stream_queue = stream_queue = queue.SimpleQueue()
+            stream_queue.put(
+                tune_pb2.WorkerMessage(
+                    hello=tune_pb2.WorkerHello(worker_id=self.config.worker_id)
+                )
+            )
+            self._resend_pending(stream_queue)
+            heartbeat = threading.Thread(
+                target=self._heartbeat,
+                args=(stream_queue, reply.heartbeat_interval_s or 1.0),
+                daemon=True,
+            )
+            heartbeat.start()
+            commands = self._stub.ConnectWorker(
+                _drain_queue(stream_queue), metadata=self.metadata
+            )
+            for command in commands:
+                self._handle(command)
+        finally:
+            if self._stream_queue is not None:
+                self._stream_queue.put(None)
+            self._stream_queue = None
+            channel.close()
+
+    def _register(self) -> tune_pb2.RegisterWorkerReply:
+        reply = self._stub.RegisterWorker(
+            tune_pb2.RegisterWorkerRequest(
+                worker_id=self.config.worker_id,
+                hostname=socket.gethostname(),
+                node_ip=self.config.node_ip,
+                resources=self.config.resources,
+                running_trial_ids=list(self.processes.running),
+            ),
+            metadata=self.metadata,
+            timeout=10,
+        )
+        log.info("registered with head %s as %s", self.config.head, reply.worker_id)
+        return reply
+
+    def _resend_pending(self, stream_queue: queue.SimpleQueue) -> None:
+        with self._send_lock:
+            for message in self._unacked.values():
+                stream_queue.put(message)
+            while self._unsent:
+                stream_queue.put(self._unsent.popleft())
+
+    def _heartbeat(self, stream_queue: queue.SimpleQueue, interval: float) -> None:
+        while self._stream_queue is stream_queue and not self._stopping.wait(interval):
+            stream_queue.put(
+                tune_pb2.WorkerMessage(
+                    heartbeat=tune_pb2.Heartbeat(unix_time=time.time())
+                )
+            )
+
+    def _send(self, message: tune_pb2.WorkerMessage) -> None:
+        """Send now if connected, else keep the message for the next connection."""
+        with self._send_lock:
+            if message.WhichOneof("kind") == "results":
+                self._unacked[message.results.sequence] = message
+            stream_queue = self._stream_queue
+            if stream_queue is None:
+                if message.WhichOneof("kind") != "results":
+                    self._unsent.append(message)
+                return
+        stream_queue.put(message)
+
+    def _fetch_object(self, object_id: str):
+        return self._stub.GetObject(
+            tune_pb2.GetObjectRequest(object_id=object_id), metadata=self.metadata
+        )
+
+    # ---- commands from the head -------------------------------------------
+
+    def _handle(self, command: tune_pb2.HeadCommand) -> None:
+        kind = command.WhichOneof("kind")
+        if kind == "results_ack":
+            with self._send_lock:
+                while self._unacked and next(iter(self._unacked)) <= (
+                    command.results_ack.sequence
+                ):
+                    self._unacked.popitem(last=False)
+        elif kind == "start_trial":
+            threading.Thread(
+                target=self._start_trial, args=(command.start_trial,), daemon=True
+            ).start()
+        elif kind == "stop_trial":
+            log.info("stopping trial %s: %s", command.stop_trial.trial_id,
+                     command.stop_trial.reason)
+            self.processes.stop(command.stop_trial.trial_id, command.stop_trial.reason)
+
+    def _start_trial(self, command: tune_pb2.StartTrial) -> None:
+        try:
+            trainable_path = self.objects.ensure(command.trainable_object_id)
+            for object_id in command.object_ids:
+                self.objects.ensure(object_id)
+            self.processes.start(self._trial_start(command, trainable_path))
+        except Exception as exc:
+            log.exception("trial %s could not start", command.trial_id)
+            self.uploader.put(
+                TrialEnd(command.trial_id, tune_pb2.ERRORED,
+                         f"the worker could not start the trial: {exc!r}")
+            )
+
+    def _trial_start(self, command: tune_pb2.StartTrial, trainable_path: str):
+        trial_dir = command.trial_path
+        if storage.is_uri(trial_dir):
+            trial_dir = os.path.join(
+                self.config.work_dir, "trials", command.experiment_name,
+                command.trial_id,
+            )
+        return TrialStart(
+            experiment_id=command.experiment_id,
+            experiment_name=command.experiment_name,
+            trial_id=command.trial_id,
+            trial_name=command.trial_name,
+            trial_dir=trial_dir,
+            trial_path=command.trial_path,
+            trainable_path=trainable_path,
+            objects_dir=self.objects.directory,
+            staging_dir=os.path.join(self.config.work_dir, "staging", command.trial_id),
+            config=cloudpickle.loads(command.config_pickle),
+            resources=dict(command.resources),
+            restore_checkpoint_path=command.restore_checkpoint_path,
+            restore_iteration=command.restore_iteration,
+            restore_time_total_s=command.restore_time_total_s,
+            next_checkpoint_index=command.next_checkpoint_index,
+            node_ip=self.config.node_ip,
+        )
+
+    # ---- results from trial processes ---------------------------------------
+
+    def _pump(self) -> None:
+        """Forward trial messages to the head: results first, then uploads, ends."""
+        while not self._stopping.is_set():
+            collected = self.processes.collect(COLLECT_TIMEOUT_S)
+            results = collected.results
+            for start in range(0, len(results), MAX_BATCH):
+                self._send_results(results[start : start + MAX_BATCH])
+            for trial, metrics_json, dir_name, staged in results:
+                if staged:
+                    self.uploader.put(
+                        CheckpointUpload(
+                            trial.trial_id,
+                            dir_name,
+                            staged,
+                            trial.start.trial_path,
+                            metrics_json,
+                        )
+                    )
+            for trial, outcome, error in collected.ended:
+                log.info("trial %s ended: %s", trial.start.trial_name, outcome)
+                self.uploader.put(
+                    TrialEnd(trial.trial_id, _OUTCOME_TO_PROTO[outcome], error)
+                )
+
+    def _send_results(self, results) -> None:
+        with self._send_lock:
+            sequence = self._next_sequence
+            self._next_sequence += 1
+        batch = tune_pb2.ResultBatch(
+            sequence=sequence,
+            results=[
+                tune_pb2.TrialResult(trial_id=trial.trial_id, metrics_json=metrics)
+                for trial, metrics, _, _ in results
+            ],
+        )
+        self._send(tune_pb2.WorkerMessage(results=batch))
+
+
+def _drain_queue(stream_queue: queue.SimpleQueue):
+    while True:
+        message = stream_queue.get()
+        if message is None:
+            return
+        yield message

@@ -1,0 +1,110 @@
+"""``tune-worker``: the worker daemon's entry point and configuration."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import socket
+import tempfile
+import threading
+
+import psutil
+
+from tune_client.daemon import (
+    EnvDefaultsParser,
+    exit_with_parent,
+    on_termination,
+    setup_logging,
+)
+from tune_worker.agent import WorkerAgent, WorkerConfig
+
+log = logging.getLogger("tune_worker")
+
+
+def parse_config(argv: list[str] | None = None) -> tuple[WorkerConfig, argparse.Namespace]:
+    parser = EnvDefaultsParser("TUNE_WORKER", prog="tune-worker", description=__doc__)
+    parser.add_flag(
+        "--head", env=("TUNE_ADDRESS",), required=True, help="the head's HOST:PORT"
+    )
+    parser.add_flag("--token", env=("TUNE_TOKEN",), default="", help="cluster token")
+    parser.add_flag("--cpus", type=float, default=None, help="CPUs to offer")
+    parser.add_flag("--gpus", type=float, default=None, help="GPUs to offer")
+    parser.add_flag("--memory", type=float, default=None, help="bytes to offer")
+    parser.add_flag(
+        "--resources", default="{}", help='custom resources as JSON, e.g. \'{"a": 1}\''
+    )
+    parser.add_flag("--work-dir", default=None, help="staging and object cache")
+    parser.add_flag("--worker-id", default=None, help="stable id across restarts")
+    parser.add_flag("--node-ip", default=None, help="this machine's address")
+    parser.add_flag("--log-level", default="INFO")
+    parser.add_flag("--log-file", default=None)
+    parser.add_flag("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    config = WorkerConfig(
+        head=args.head,
+        token=args.token,
+        resources=_resources(parser, args),
+        work_dir=args.work_dir
+        or os.path.join(tempfile.gettempdir(), f"tune_worker_{os.getpid()}"),
+        worker_id=args.worker_id or f"{socket.gethostname()}-{secrets.token_hex(3)}",
+        node_ip=args.node_ip or _node_ip_towards(args.head),
+    )
+    return config, args
+
+
+def _resources(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
+    try:
+        custom = json.loads(args.resources)
+    except ValueError as exc:
+        parser.error(f"--resources is not JSON ({exc}); write e.g. '{{\"highmem\": 1}}'")
+    if not isinstance(custom, dict) or not all(
+        isinstance(v, (int, float)) for v in custom.values()
+    ):
+        parser.error("--resources must be a JSON object of numbers")
+    resources = {k: float(v) for k, v in custom.items()}
+    resources["cpu"] = float(args.cpus) if args.cpus is not None else os.cpu_count()
+    resources["gpu"] = float(args.gpus) if args.gpus is not None else 0.0
+    resources["memory"] = (
+        float(args.memory)
+        if args.memory is not None
+        else float(psutil.virtual_memory().total)
+    )
+    return {k: v for k, v in resources.items() if v > 0}
+
+
+def _node_ip_towards(head: str) -> str:
+    """The local address this machine uses to reach the head."""
+    host = head.rsplit(":", 1)[0].strip("[]")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, 9))
+            return probe.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+def main(argv: list[str] | None = None) -> None:
+    config, args = parse_config(argv)
+    setup_logging(args.log_level, args.log_file)
+    if not config.token:
+        log.warning("no cluster token given (--token or TUNE_TOKEN); the head will "
+                    "refuse this worker")
+    os.makedirs(config.work_dir, exist_ok=True)
+    agent = WorkerAgent(config)
+
+    def shutdown(reason: str) -> None:
+        threading.Thread(target=agent.stop, args=(reason,), daemon=True).start()
+
+    on_termination(shutdown)
+    exit_with_parent(args.parent_pid, shutdown)
+    log.info("tune-worker %s starting with %s, head %s",
+             config.worker_id, config.resources, config.head)
+    agent.run()
+    log.info("tune-worker stopped")
+
+
+if __name__ == "__main__":
+    main()

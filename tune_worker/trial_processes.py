@@ -1,0 +1,155 @@
+"""Trial processes: started from a warm template, watched over one connection each.
+
+Trial processes are forked by a multiprocessing forkserver that has already
+imported the heavy modules (pandas, numpy, cloudpickle, this package), so a
+trial starts in milliseconds. Each process talks to the worker over its own
+connection; ``collect`` drains all of them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.forkserver
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tune_client.session import TrialStart, run_trial_process
+
+log = logging.getLogger(__name__)
+
+PRELOADED_MODULES = ["tune_client.session", "cloudpickle", "numpy", "pandas"]
+STOP_GRACE_S = 5.0
+
+
+@dataclass
+class RunningTrial:
+    trial_id: str
+    start: TrialStart
+    process: Any
+    conn: Any
+    outcome: tuple[str, str] | None = None
+    stop_reason: str = ""
+    stop_requested_at: float = 0.0
+    ended: bool = False
+
+
+@dataclass
+class Collected:
+    """What trial processes said since the last call of ``collect``."""
+
+    results: list[tuple[RunningTrial, bytes, str | None, str | None]] = field(
+        default_factory=list
+    )
+    ended: list[tuple[RunningTrial, str, str]] = field(default_factory=list)
+
+
+class TrialProcesses:
+    def __init__(self) -> None:
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(PRELOADED_MODULES)
+        self._lock = threading.Lock()
+        self.running: dict[str, RunningTrial] = {}
+
+    def warm_up(self) -> None:
+        """Start the template process now, so the first trial need not wait."""
+        threading.Thread(
+            target=multiprocessing.forkserver.ensure_running,
+            name="forkserver-warmup",
+            daemon=True,
+        ).start()
+
+    def start(self, start: TrialStart) -> None:
+        parent_conn, child_conn = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=run_trial_process,
+            args=(child_conn, start),
+            name=f"trial-{start.trial_id}",
+            daemon=False,
+        )
+        process.start()
+        child_conn.close()
+        with self._lock:
+            self.running[start.trial_id] = RunningTrial(
+                start.trial_id, start, process, parent_conn
+            )
+        log.info("trial %s started in process %d", start.trial_name, process.pid)
+
+    def stop(self, trial_id: str, reason: str) -> None:
+        with self._lock:
+            trial = self.running.get(trial_id)
+        if trial is None or trial.stop_requested_at:
+            return
+        trial.stop_reason = reason
+        trial.stop_requested_at = time.monotonic()
+        try:
+            trial.conn.send(("stop",))
+        except OSError:
+            pass
+
+    def stop_all(self, reason: str) -> None:
+        for trial_id in list(self.running):
+            self.stop(trial_id, reason)
+
+    def collect(self, timeout: float) -> Collected:
+        """Wait up to ``timeout`` for trial messages; return all that arrived."""
+        collected = Collected()
+        with self._lock:
+            trials = [t for t in self.running.values() if not t.ended]
+        if not trials:
+            time.sleep(timeout)
+            return collected
+        by_conn = {t.conn: t for t in trials}
+        for conn in multiprocessing.connection.wait(list(by_conn), timeout):
+            self._drain(by_conn[conn], collected)
+        self._kill_overdue(trials)
+        return collected
+
+    def _drain(self, trial: RunningTrial, collected: Collected) -> None:
+        try:
+            while trial.conn.poll():
+                message = trial.conn.recv()
+                if message[0] == "result":
+                    collected.results.append((trial, *message[1:]))
+                else:
+                    trial.outcome = (message[0], message[1])
+        except (EOFError, OSError):
+            self._on_exit(trial, collected)
+
+    def _on_exit(self, trial: RunningTrial, collected: Collected) -> None:
+        trial.process.join(timeout=5)
+        trial.ended = True
+        trial.conn.close()
+        with self._lock:
+            self.running.pop(trial.trial_id, None)
+        if trial.outcome and trial.outcome[0] == "finished":
+            outcome, error = "finished", ""
+        elif trial.outcome and trial.outcome[0] == "error":
+            outcome, error = "errored", trial.outcome[1]
+        elif trial.stop_requested_at:
+            outcome, error = "stopped", ""
+        else:
+            outcome, error = "errored", _describe_exit(trial.process.exitcode)
+        collected.ended.append((trial, outcome, error))
+
+    def _kill_overdue(self, trials: list[RunningTrial]) -> None:
+        now = time.monotonic()
+        for trial in trials:
+            overdue = trial.stop_requested_at and now - trial.stop_requested_at
+            if overdue and overdue > STOP_GRACE_S and trial.process.is_alive():
+                log.warning("trial %s ignored stop; killing it", trial.trial_id)
+                trial.process.kill()
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "the trial process did not exit"
+    if exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"the trial process was killed by {name}{hint}"
+    return f"the trial process exited with code {exitcode} before finishing"
