@@ -18,6 +18,9 @@ from pathlib import Path
 import psutil
 
 SAMPLE_INTERVAL_S = 0.05
+# Unset for the child so each system starts its own local cluster from cold,
+# rather than joining one a developer happens to have running.
+CLUSTER_ADDRESS_VARS = ("TUNE_ADDRESS", "TUNE_TOKEN", "RAY_ADDRESS")
 # Complete, unbuffered logs; no usage-stats upload attempts (there is no network).
 QUIET_ENV = {
     "PYTHONUNBUFFERED": "1",
@@ -25,16 +28,10 @@ QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
 }
 
-# Command-line fragments of the long-lived processes each system starts.
-DAEMON_MARKERS = (
-    "tune_head",
-    "tune-head",
-    "tune_worker",
-    "tune-worker",
-    "raylet",
-    "gcs_server",
-    "ray::",
-)
+# Every process a run starts inherits this tag, so the ones that outlive it
+# can be told from anybody else's on a shared machine.
+RUN_TAG = "BENCH_RUN_ID"
+SETTLE_GRACE_S = 10.0
 
 
 @dataclass
@@ -54,6 +51,29 @@ class RunResult:
     stderr_path: str
     error: str = ""
     leftover_pids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything needed to start one run of one workload under one flavor."""
+
+    group: str
+    flavor: str
+    python: Path
+    script: Path
+    env: dict[str, str]
+    index: int  # 0 for the warm-up, then 1..repeat
+    log_dir: Path
+    timeout: float
+
+    @property
+    def run_id(self) -> str:
+        return f"{os.getpid()}-{self.group}-{self.flavor}-{self.index}"
+
+    @property
+    def log_prefix(self) -> Path:
+        label = "warmup" if self.index == 0 else f"run{self.index}"
+        return self.log_dir / f"{self.group}-{self.flavor}-{label}"
 
 
 class MemorySampler:
@@ -86,16 +106,17 @@ class MemorySampler:
         return max(0, self.peak - self.baseline)
 
 
-def _child_env(flavor: str, extra: dict[str, str], workdir: Path) -> dict[str, str]:
+def _child_env(spec: RunSpec, workdir: Path) -> dict[str, str]:
     """Build the child's environment: ours, then the workload's overrides."""
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in CLUSTER_ADDRESS_VARS}
     env.update(QUIET_ENV)
     env.update(
-        BENCH_FLAVOR=flavor,
+        BENCH_FLAVOR=spec.flavor,
+        BENCH_RUN_ID=spec.run_id,
         BENCH_STORAGE=str(workdir / "storage"),
         BENCH_MARK_FILE=str(workdir / "marks.txt"),
     )
-    env.update(extra)
+    env.update(spec.env)
     return env
 
 
@@ -119,21 +140,34 @@ def _kill_leftovers(pid: int) -> None:
         pass
 
 
-def _survivors(started: float) -> list[int]:
-    """Find daemons of either system born during the run and still alive.
-
-    A daemon that outlives its script (detached from our process group) would
-    make the next run warm and unfair to the other flavor, so it is reported.
-    """
+def _tagged(run_id: str) -> list[psutil.Process]:
+    """Live processes carrying this run's tag in their environment."""
     found = []
-    for proc in psutil.process_iter(["pid", "create_time", "cmdline"]):
-        info = proc.info
-        cmdline = " ".join(info["cmdline"] or [])
-        if (info["create_time"] or 0) >= started - 1 and any(
-            marker in cmdline for marker in DAEMON_MARKERS
-        ):
-            found.append(info["pid"])
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(RUN_TAG) == run_id:
+                found.append(proc)
+        except psutil.Error:
+            continue
     return found
+
+
+def _settle(run_id: str) -> list[int]:
+    """Wait for the run's daemons to exit; kill and return any that do not.
+
+    Daemons still shutting down, or detached and left running, would overlap
+    the next run or make it warm, so each run starts on a quiet machine.
+    """
+    deadline = time.monotonic() + SETTLE_GRACE_S
+    while (left := _tagged(run_id)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for proc in left:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(left, timeout=5)
+    return [proc.pid for proc in left]
 
 
 def _wait(proc: subprocess.Popen, timeout: float) -> str:
@@ -147,25 +181,6 @@ def _wait(proc: subprocess.Popen, timeout: float) -> str:
         return f"timed out after {timeout:.0f} s"
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything needed to start one run of one workload under one flavor."""
-
-    group: str
-    flavor: str
-    python: Path
-    script: Path
-    env: dict[str, str]
-    index: int  # 0 for the warm-up, then 1..repeat
-    log_dir: Path
-    timeout: float
-
-    @property
-    def log_prefix(self) -> Path:
-        label = "warmup" if self.index == 0 else f"run{self.index}"
-        return self.log_dir / f"{self.group}-{self.flavor}-{label}"
-
-
 def _start(spec: RunSpec, workdir: Path, out, err) -> subprocess.Popen:
     """Start the workload in its own session so its leftovers can be killed."""
     return subprocess.Popen(
@@ -173,7 +188,7 @@ def _start(spec: RunSpec, workdir: Path, out, err) -> subprocess.Popen:
         stdout=out,
         stderr=err,
         stdin=subprocess.DEVNULL,
-        env=_child_env(spec.flavor, spec.env, workdir),
+        env=_child_env(spec, workdir),
         cwd=workdir,
         start_new_session=True,
     )
@@ -196,7 +211,7 @@ def run_once(spec: RunSpec) -> RunResult:
                 wall = time.perf_counter() - t0
         _kill_leftovers(proc.pid)
         first = _first_mark(workdir / "marks.txt", started)
-        leftovers = _survivors(started)
+        leftovers = _settle(spec.run_id)
     return RunResult(
         group=spec.group,
         flavor=spec.flavor,

@@ -3,49 +3,38 @@
 ``import tune_client as tune`` gives the names a Ray Tune script uses:
 search spaces (``tune.uniform``...), ``Tuner`` and its configs,
 ``with_parameters``, ``report``, ``Checkpoint``, ``ResultGrid`` and callbacks.
+
+Names are imported on first use, so a trial process that only needs
+``report`` does not pay for gRPC and pandas.
 """
 
-from tune_client.callback import Callback
-from tune_client.checkpoint import Checkpoint
-from tune_client.cluster import init, shutdown
-from tune_client.config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
-from tune_client.errors import TuneError
-from tune_client.result_grid import Result, ResultGrid
-from tune_client.search.sample import (
-    choice,
-    grid_search,
-    lograndint,
-    loguniform,
-    qlograndint,
-    qloguniform,
-    qrandint,
-    qrandn,
-    quniform,
-    randint,
-    randn,
-    sample_from,
-    uniform,
-)
-from tune_client.session import get_checkpoint, get_context, report
-from tune_client.trainable import with_parameters, with_resources
-from tune_client.tuner import Tuner
+from __future__ import annotations
 
-__all__ = [
-    "Callback",
-    "Checkpoint",
-    "CheckpointConfig",
-    "FailureConfig",
-    "Result",
-    "ResultGrid",
-    "RunConfig",
-    "TuneConfig",
-    "TuneError",
-    "Tuner",
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Callback": "tune_client.callback",
+    "Checkpoint": "tune_client.checkpoint",
+    "init": "tune_client.cluster",
+    "shutdown": "tune_client.cluster",
+    "CheckpointConfig": "tune_client.config",
+    "FailureConfig": "tune_client.config",
+    "RunConfig": "tune_client.config",
+    "TuneConfig": "tune_client.config",
+    "TuneError": "tune_client.errors",
+    "Result": "tune_client.result_grid",
+    "ResultGrid": "tune_client.result_grid",
+    "get_checkpoint": "tune_client.session",
+    "get_context": "tune_client.session",
+    "report": "tune_client.session",
+    "with_parameters": "tune_client.trainable",
+    "with_resources": "tune_client.trainable",
+    "Tuner": "tune_client.tuner",
+}
+_SEARCH_SPACE = (
     "choice",
-    "get_checkpoint",
-    "get_context",
     "grid_search",
-    "init",
     "lograndint",
     "loguniform",
     "qlograndint",
@@ -55,10 +44,22 @@ __all__ = [
     "quniform",
     "randint",
     "randn",
-    "report",
     "sample_from",
-    "shutdown",
     "uniform",
-    "with_parameters",
-    "with_resources",
-]
+)
+_EXPORTS.update({name: "tune_client.search.sample" for name in _SEARCH_SPACE})
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tune_client' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -40,6 +40,7 @@ class HeadConfig:
     log_file: str | None
     parent_pid: int
     grace_period_s: float
+    port_file: str | None = None
 
 
 def parse_config(argv: list[str] | None = None) -> HeadConfig:
@@ -58,6 +59,9 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
     parser.add_flag("--log-file", default=None)
     parser.add_flag("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_flag("--grace-period", type=float, default=5.0)
+    parser.add_flag(
+        "--port-file", default=None, help="write the bound port here (for --port 0)"
+    )
     args = parser.parse_args(argv)
     if not args.token:
         parser.error(
@@ -79,6 +83,7 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
         log_file=args.log_file,
         parent_pid=args.parent_pid,
         grace_period_s=args.grace_period,
+        port_file=args.port_file,
     )
 
 
@@ -98,6 +103,8 @@ def serve(config: HeadConfig) -> None:
     port = server.add_insecure_port(f"{config.host}:{config.port}")
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    if config.port_file:
+        _write_port_file(config.port_file, port)
     log.info(
         "tune-head listening on %s:%d, storage %s", config.host, port, config.storage
     )
@@ -118,6 +125,13 @@ def serve(config: HeadConfig) -> None:
     while not stopped.wait(0.5):
         pass
     log.info("tune-head stopped")
+
+
+def _write_port_file(path: str, port: int) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{port}\n")
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -40,32 +40,37 @@ class HeadService(tune_pb2_grpc.HeadServicer):
                 grpc.StatusCode.NOT_FOUND,
                 f"worker {worker_id} is not registered; register again",
             )
-        reader = threading.Thread(
+        outbox = handle.outbox
+        threading.Thread(
             target=self._read_worker_messages,
-            args=(worker_id, epoch, request_iterator),
+            args=(worker_id, epoch, request_iterator, outbox),
             name=f"worker-reader-{worker_id}",
             daemon=True,
-        )
-        reader.start()
-        outbox = handle.outbox
+        ).start()
         while context.is_active() and handle.stream_epoch == epoch:
-            if not reader.is_alive():
-                break
             try:
-                yield outbox.get(timeout=0.5)
+                command = outbox.get(timeout=0.5)
             except queue.Empty:
                 continue
+            if command is None:  # the worker closed its side
+                break
+            yield command
 
-    def _read_worker_messages(self, worker_id, epoch, request_iterator) -> None:
+    def _read_worker_messages(
+        self, worker_id, epoch, request_iterator, outbox: queue.SimpleQueue
+    ) -> None:
         try:
             for message in request_iterator:
                 self.head.on_worker_message(worker_id, message)
         except grpc.RpcError:
             pass
         except Exception:
-            log.exception("worker %s sent a message the head could not handle", worker_id)
+            log.exception(
+                "worker %s sent a message the head could not handle", worker_id
+            )
         finally:
             self.head.close_worker_stream(worker_id, epoch)
+            outbox.put(None)
 
     def FindObjects(self, request, context):
         present = [i for i in request.object_ids if self.head.objects.contains(i)]

@@ -18,12 +18,28 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tune_client.session import TrialStart, run_trial_process
+from tune_client.session import TrialStart, run_trial_process  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 PRELOADED_MODULES = ["tune_client.session", "cloudpickle", "numpy", "pandas"]
 STOP_GRACE_S = 5.0
+
+
+def _context():
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOADED_MODULES)
+    return context
+
+
+def warm_up_template() -> None:
+    """Start the template process in the background; trials fork from it."""
+    _context()
+    threading.Thread(
+        target=multiprocessing.forkserver.ensure_running,
+        name="forkserver-warmup",
+        daemon=True,
+    ).start()
 
 
 @dataclass
@@ -50,18 +66,13 @@ class Collected:
 
 class TrialProcesses:
     def __init__(self) -> None:
-        self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(PRELOADED_MODULES)
+        self._context = _context()
         self._lock = threading.Lock()
         self.running: dict[str, RunningTrial] = {}
 
     def warm_up(self) -> None:
         """Start the template process now, so the first trial need not wait."""
-        threading.Thread(
-            target=multiprocessing.forkserver.ensure_running,
-            name="forkserver-warmup",
-            daemon=True,
-        ).start()
+        warm_up_template()
 
     def start(self, start: TrialStart) -> None:
         parent_conn, child_conn = self._context.Pipe(duplex=True)

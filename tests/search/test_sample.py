@@ -29,7 +29,7 @@ def double_a(spec):
     return spec.config.a * 2
 
 
-# -- floats ---------------------------------------------------------------------
+# -- floats ---------
 
 
 def test_uniform_stays_in_range_and_spreads():
@@ -87,7 +87,7 @@ def test_qrandn_rounds_to_q():
     assert len(set(values)) > 10
 
 
-# -- integers -------------------------------------------------------------------
+# -- integers ---------
 
 
 def test_randint_excludes_upper():
@@ -123,7 +123,7 @@ def test_integer_domains_keep_ray_bounds():
     assert repr(tune.qrandint(0, 10, 2)) == "qrandint(0, 10, 2)"
 
 
-# -- choice, grid_search, sample_from ------------------------------------------------
+# -- choice, grid_search, sample_from ---------
 
 
 def test_choice_draws_every_category_and_copies_containers():
@@ -174,7 +174,7 @@ def test_sample_from_missing_key_names_the_available_keys():
         domain.sample(random.Random(0), {"a": 1})
 
 
-# -- pickling and reproducibility -----------------------------------------------------
+# -- pickling and reproducibility ---------
 
 
 @pytest.mark.parametrize(
@@ -213,7 +213,7 @@ def test_same_seed_same_draws():
     assert draw(domain, seed=5) != draw(domain, seed=6)
 
 
-# -- construction errors --------------------------------------------------------------
+# -- construction errors ---------
 
 
 @pytest.mark.parametrize(

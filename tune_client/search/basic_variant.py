@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tune_client.errors import RestoreError, SearchSpaceError, TuneConfigError
-from tune_client.search.searcher import Searcher
+from tune_client.search.searcher import Searcher, _check_limit
 from tune_client.search.variants import (
     GRID_KEY,
     count_grid_variants,
@@ -101,11 +101,7 @@ class BasicVariantGenerator(Searcher):
         constant_grid_search: bool = False,
     ) -> None:
         super().__init__()
-        if not _is_int(max_concurrent) or max_concurrent < 0:
-            raise TuneConfigError(
-                f"max_concurrent={max_concurrent!r}: pass an int >= 0 "
-                f"(0 means no limit)."
-            )
+        _check_limit("BasicVariantGenerator", max_concurrent, 0)
         if random_state is not None and not _is_int(random_state):
             raise TuneConfigError(
                 f"random_state={random_state!r}: pass an int seed, or None for a "
@@ -158,7 +154,7 @@ class BasicVariantGenerator(Searcher):
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         """Limit live suggestions (0 = no limit); always accepted."""
-        self._max_concurrent = max_concurrent
+        self._max_concurrent = _check_limit("set_max_concurrency", max_concurrent, 0)
         return True
 
     @property

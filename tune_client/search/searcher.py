@@ -30,6 +30,16 @@ def _check_mode(mode: Any) -> str | None:
     return mode
 
 
+def _check_limit(call: str, value: Any, minimum: int) -> int:
+    """Check a concurrency limit: an int of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise TuneConfigError(
+            f"{call}(max_concurrent={value!r}): pass an int of at least {minimum}"
+            f"{' (0 means no limit)' if minimum == 0 else ''}."
+        )
+    return value
+
+
 def _check_metric(metric: Any) -> str | None:
     if metric is not None and not isinstance(metric, str):
         raise TuneConfigError(
@@ -162,15 +172,7 @@ class ConcurrencyLimiter(Searcher):
                 f"ConcurrencyLimiter wraps a Searcher, got "
                 f"{type(searcher).__name__}; pass e.g. BasicVariantGenerator()."
             )
-        if (
-            isinstance(max_concurrent, bool)
-            or not isinstance(max_concurrent, int)
-            or max_concurrent < 1
-        ):
-            raise TuneConfigError(
-                f"ConcurrencyLimiter(max_concurrent={max_concurrent!r}): pass an "
-                f"int of at least 1."
-            )
+        _check_limit("ConcurrencyLimiter", max_concurrent, 1)
         super().__init__()
         self.searcher = searcher
         self.max_concurrent = max_concurrent
@@ -200,8 +202,8 @@ class ConcurrencyLimiter(Searcher):
         return self.searcher.set_search_properties(metric, mode, config, **spec)
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
-        """Change the limit; always accepted."""
-        self.max_concurrent = max_concurrent
+        """Change the limit (an int >= 1); always accepted."""
+        self.max_concurrent = _check_limit("set_max_concurrency", max_concurrent, 1)
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
