@@ -8,8 +8,9 @@ Calls the standard gRPC health service (``grpc.health.v1.Health/Check`` with
 the empty service name), which the head answers without a cluster token.
 Exits 0 when the head reports SERVING and 1 for anything else: another
 status, a refused connection, a timeout (3 s), a malformed address or a
-wrong command line (never 2, which Docker reserves in health checks). Nothing but ``grpcio`` and ``grpcio-health-checking``
-is needed, and both are installed with the project.
+wrong command line (never 2, which Docker reserves in health checks).
+Nothing but ``grpcio`` and ``grpcio-health-checking`` is needed, and both are
+installed with the project.
 """
 
 from __future__ import annotations

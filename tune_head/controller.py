@@ -223,12 +223,16 @@ class ExperimentController:
         assert trial.checkpoints[-1] is latest
 
     def on_trial_ended(self, trial: Trial, outcome: str, error: str) -> None:
-        """``outcome`` is "finished", "stopped" or "errored"."""
+        """``outcome`` is "finished", "stopped", "interrupted" or "errored"."""
         if trial.status is not TrialStatus.RUNNING:
             return
         trial.worker_id = ""
         if outcome == "errored":
             self._on_trial_failed(trial, error)
+        elif outcome == "interrupted":
+            trial.status = TrialStatus.PENDING
+            log.info("trial %s interrupted by its worker shutting down; it will "
+                     "run again", trial.trial_name)
         else:
             trial.status = TrialStatus.TERMINATED
             log.info("trial %s finished (%s)", trial.trial_name, outcome)

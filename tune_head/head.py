@@ -44,6 +44,7 @@ _OUTCOMES = {
     tune_pb2.FINISHED: "finished",
     tune_pb2.STOPPED: "stopped",
     tune_pb2.ERRORED: "errored",
+    tune_pb2.INTERRUPTED: "interrupted",
 }
 STATE_WRITE_INTERVAL_S = 0.5
 
@@ -173,6 +174,13 @@ class Head:
             elif kind == "trial_ended":
                 self._on_trial_ended(message.trial_ended)
 
+    def _mark_draining(self, worker_id: str) -> None:
+        """A worker that interrupts trials is shutting down: place nothing more."""
+        capacity = self.placer.workers.get(worker_id)
+        if capacity is not None and not capacity.draining:
+            capacity.draining = True
+            log.info("worker %s is shutting down; no more trials go there", worker_id)
+
     def _lose_worker(self, worker_id: str, reason: str) -> None:
         handle = self.workers.pop(worker_id, None)
         if handle is None:
@@ -255,6 +263,8 @@ class Head:
         worker_id = trial.worker_id
         if trial.status is TrialStatus.RUNNING and worker_id:
             self.placer.release(worker_id, trial.resources)
+        if message.outcome == tune_pb2.INTERRUPTED:
+            self._mark_draining(worker_id)
         exp.controller.on_trial_ended(
             trial, _OUTCOMES.get(message.outcome, "errored"), message.error
         )

@@ -36,6 +36,7 @@ _OUTCOME_TO_PROTO = {
     "finished": tune_pb2.FINISHED,
     "stopped": tune_pb2.STOPPED,
     "errored": tune_pb2.ERRORED,
+    "interrupted": tune_pb2.INTERRUPTED,
 }
 MAX_BATCH = 2000
 COLLECT_TIMEOUT_S = 0.02
@@ -97,7 +98,8 @@ class WorkerAgent:
         if self._stopping.is_set():
             return
         log.info("tune-worker stopping: %s", reason)
-        self.processes.stop_all(f"the worker is shutting down ({reason})")
+        self.processes.stop_all(f"the worker is shutting down ({reason})",
+                                interrupted=True)
         deadline = time.monotonic() + 10
         while self.processes.running and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -214,6 +216,10 @@ class WorkerAgent:
             trainable_path = self.objects.ensure(command.trainable_object_id)
             for object_id in command.object_ids:
                 self.objects.ensure(object_id)
+            if self._stopping.is_set() or self.processes.shutting_down:
+                self.uploader.put(TrialEnd(command.trial_id, tune_pb2.INTERRUPTED,
+                                           "the worker is shutting down"))
+                return
             self.processes.start(self._trial_start(command, trainable_path))
         except Exception as exc:
             log.exception("trial %s could not start", command.trial_id)

@@ -51,6 +51,7 @@ class RunningTrial:
     outcome: tuple[str, str] | None = None
     stop_reason: str = ""
     stop_requested_at: float = 0.0
+    interrupted: bool = False
     ended: bool = False
 
 
@@ -69,6 +70,7 @@ class TrialProcesses:
         self._context = _context()
         self._lock = threading.Lock()
         self.running: dict[str, RunningTrial] = {}
+        self.shutting_down = False
 
     def warm_up(self) -> None:
         """Start the template process now, so the first trial need not wait."""
@@ -90,11 +92,13 @@ class TrialProcesses:
             )
         log.info("trial %s started in process %d", start.trial_name, process.pid)
 
-    def stop(self, trial_id: str, reason: str) -> None:
+    def stop(self, trial_id: str, reason: str, *, interrupted: bool = False) -> None:
+        """Ask a trial to stop; ``interrupted`` means it should run again later."""
         with self._lock:
             trial = self.running.get(trial_id)
         if trial is None or trial.stop_requested_at:
             return
+        trial.interrupted = interrupted
         trial.stop_reason = reason
         trial.stop_requested_at = time.monotonic()
         try:
@@ -102,9 +106,10 @@ class TrialProcesses:
         except OSError:
             pass
 
-    def stop_all(self, reason: str) -> None:
+    def stop_all(self, reason: str, *, interrupted: bool = False) -> None:
+        self.shutting_down = self.shutting_down or interrupted
         for trial_id in list(self.running):
-            self.stop(trial_id, reason)
+            self.stop(trial_id, reason, interrupted=interrupted)
 
     def collect(self, timeout: float) -> Collected:
         """Wait up to ``timeout`` for trial messages; return all that arrived."""
@@ -142,7 +147,8 @@ class TrialProcesses:
         elif trial.outcome and trial.outcome[0] == "error":
             outcome, error = "errored", trial.outcome[1]
         elif trial.stop_requested_at:
-            outcome, error = "stopped", ""
+            outcome = "interrupted" if trial.interrupted else "stopped"
+            error = ""
         else:
             outcome, error = "errored", _describe_exit(trial.process.exitcode)
         collected.ended.append((trial, outcome, error))

@@ -13,6 +13,7 @@ class TrialOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FINISHED: _ClassVar[TrialOutcome]
     ERRORED: _ClassVar[TrialOutcome]
     STOPPED: _ClassVar[TrialOutcome]
+    INTERRUPTED: _ClassVar[TrialOutcome]
 
 class TrialStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -26,6 +27,7 @@ OUTCOME_UNSPECIFIED: TrialOutcome
 FINISHED: TrialOutcome
 ERRORED: TrialOutcome
 STOPPED: TrialOutcome
+INTERRUPTED: TrialOutcome
 STATUS_UNSPECIFIED: TrialStatus
 PENDING: TrialStatus
 RUNNING: TrialStatus

@@ -1,0 +1,197 @@
+"""The experiment controller as a state machine: events in, actions out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import tune_client as tune
+from tune_client.config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
+from tune_client.experiment import ExperimentSpec
+from tune_head.controller import (
+    DeleteCheckpointAction,
+    ExperimentController,
+    StopTrialAction,
+    TrialChanged,
+)
+from tune_head.trial import CheckpointRecord, TrialStatus
+
+
+def make_controller(param_space=None, clock=None, **configs) -> ExperimentController:
+    spec = ExperimentSpec(
+        name="exp",
+        trainable_name="train",
+        trainable_object_id="0" * 64,
+        object_ids=[],
+        resources={"cpu": 1.0},
+        param_space=param_space if param_space is not None else {},
+        tune_config=configs.get("tune_config", TuneConfig()),
+        run_config=configs.get("run_config", RunConfig()),
+    )
+    kwargs = {"clock": clock} if clock else {}
+    return ExperimentController("abcdef0123", spec, "/results/exp", **kwargs)
+
+
+def start_all(controller: ExperimentController) -> list:
+    started = []
+    while (trial := controller.next_trial_to_start()) is not None:
+        controller.on_trial_started(trial, "w1")
+        started.append(trial)
+    return started
+
+
+def result(iteration: int, **metrics) -> tuple[dict, bytes]:
+    payload = {"training_iteration": iteration, **metrics}
+    return payload, json.dumps(payload).encode()
+
+
+def test_grid_times_num_samples_creates_every_trial_then_finishes():
+    controller = make_controller(
+        {"a": tune.grid_search([1, 2, 3]), "b": tune.uniform(0, 1)},
+        tune_config=TuneConfig(num_samples=2),
+    )
+    trials = start_all(controller)
+    assert [t.config["a"] for t in trials] == [1, 2, 3, 1, 2, 3]
+    assert all(0 <= t.config["b"] <= 1 for t in trials)
+    assert trials[0].trial_id == "abcde_00000"
+    assert trials[0].path.startswith("/results/exp/train_abcde_00000_0_")
+    assert not controller.is_finished()
+    for trial in trials:
+        controller.on_trial_ended(trial, "finished", "")
+    assert controller.is_finished()
+    assert controller.counts_by_status() == {"TERMINATED": 6}
+
+
+def test_repeated_iteration_is_dropped():
+    controller = make_controller()
+    (trial,) = start_all(controller)
+    assert controller.on_result(trial, *result(1, loss=3.0))
+    assert controller.on_result(trial, *result(2, loss=2.0))
+    assert not controller.on_result(trial, *result(2, loss=9.0))
+    assert trial.last_result["loss"] == 2.0
+
+
+def test_stop_dict_stops_the_trial_with_the_reason():
+    controller = make_controller(run_config=RunConfig(stop={"training_iteration": 3}))
+    (trial,) = start_all(controller)
+    controller.take_actions()
+    for i in (1, 2):
+        controller.on_result(trial, *result(i))
+    assert controller.take_actions() == []
+    controller.on_result(trial, *result(3))
+    (action,) = controller.take_actions()
+    assert isinstance(action, StopTrialAction)
+    assert "training_iteration=3" in action.reason
+
+
+def test_failure_retries_from_latest_checkpoint_then_errors():
+    controller = make_controller(
+        run_config=RunConfig(failure_config=FailureConfig(max_failures=1))
+    )
+    (trial,) = start_all(controller)
+    checkpoint = CheckpointRecord("checkpoint_000000", "/p/checkpoint_000000", 1, {})
+    controller.on_checkpoint(trial, checkpoint)
+
+    controller.on_trial_ended(trial, "errored", "Traceback...\nValueError: boom")
+    assert trial.status is TrialStatus.PENDING and trial.num_failures == 1
+    assert controller.next_trial_to_start() is trial
+    assert trial.latest_checkpoint is checkpoint
+
+    controller.on_trial_started(trial, "w2")
+    controller.on_trial_ended(trial, "errored", "Traceback...\nValueError: boom")
+    assert trial.status is TrialStatus.ERROR
+    assert "ValueError: boom" in trial.error
+    assert controller.is_finished()
+
+
+def test_interrupted_trial_runs_again_without_counting_a_failure():
+    controller = make_controller()
+    (trial,) = start_all(controller)
+    controller.on_trial_ended(trial, "interrupted", "")
+    assert trial.status is TrialStatus.PENDING and trial.num_failures == 0
+
+
+def test_lost_worker_fails_only_its_trials():
+    controller = make_controller(
+        {"a": tune.grid_search([1, 2])},
+        run_config=RunConfig(failure_config=FailureConfig(max_failures=3)),
+    )
+    first = controller.next_trial_to_start()
+    controller.on_trial_started(first, "lost-worker")
+    second = controller.next_trial_to_start()
+    controller.on_trial_started(second, "healthy-worker")
+    controller.on_worker_lost("lost-worker")
+    assert first.status is TrialStatus.PENDING and first.num_failures == 1
+    assert second.status is TrialStatus.RUNNING
+
+
+def test_fail_fast_stops_the_others():
+    controller = make_controller(
+        {"a": tune.grid_search([1, 2])},
+        run_config=RunConfig(failure_config=FailureConfig(fail_fast=True)),
+    )
+    failing, other = start_all(controller)
+    controller.take_actions()
+    controller.on_trial_ended(failing, "errored", "boom")
+    stops = [a for a in controller.take_actions() if isinstance(a, StopTrialAction)]
+    assert [a.trial for a in stops] == [other]
+    assert controller.next_trial_to_start() is None
+
+
+def test_time_budget_stops_running_trials():
+    now = [1000.0]
+    controller = make_controller(
+        clock=lambda: now[0], tune_config=TuneConfig(time_budget_s=10)
+    )
+    (trial,) = start_all(controller)
+    controller.take_actions()
+    now[0] += 5
+    controller.on_tick()
+    assert controller.take_actions() == []
+    now[0] += 6
+    controller.on_tick()
+    (action,) = controller.take_actions()
+    assert isinstance(action, StopTrialAction) and "time budget" in action.reason
+
+
+def test_max_concurrent_trials_limits_running_trials():
+    controller = make_controller(
+        {"a": tune.grid_search([1, 2, 3])},
+        tune_config=TuneConfig(max_concurrent_trials=2),
+    )
+    assert len(start_all(controller)) == 2
+
+
+def test_num_to_keep_deletes_the_oldest_checkpoint():
+    controller = make_controller(
+        run_config=RunConfig(checkpoint_config=CheckpointConfig(num_to_keep=2))
+    )
+    (trial,) = start_all(controller)
+    controller.take_actions()
+    records = [
+        CheckpointRecord(f"checkpoint_00000{i}", f"/p/{i}", i + 1, {})
+        for i in range(3)
+    ]
+    for record in records:
+        controller.on_checkpoint(trial, record)
+    deleted = [
+        a.checkpoint
+        for a in controller.take_actions()
+        if isinstance(a, DeleteCheckpointAction)
+    ]
+    assert deleted == [records[0]]
+    assert trial.checkpoints == records[1:]
+    assert trial.next_checkpoint_index == 3
+
+
+def test_every_trial_change_is_announced():
+    controller = make_controller()
+    (trial,) = start_all(controller)
+    changes = [a for a in controller.take_actions() if isinstance(a, TrialChanged)]
+    assert [c.trial for c in changes] == [trial, trial]
+
+
+def test_bad_mode_fails_at_once():
+    with pytest.raises(ValueError, match='"min" or mode="max"'):
+        TuneConfig(mode="maximize")
