@@ -11,7 +11,6 @@ import time
 import pandas as pd
 
 import tune_client as tune
-from tune_client import Tuner
 
 try:
     from tune_client.logger.mlflow import MLflowLoggerCallback
@@ -44,9 +43,9 @@ def training_function(config, data):
     for epoch in range(start_epoch, epochs):
         # Simulate doing something expensive.
         time.sleep(1)
-        metric = (0.1 + model["hyperparameter_a"] * epoch / 100) ** (
-            -1
-        ) + model["hyperparameter_b"] * 0.1 * data["A"].sum()
+        metric = (0.1 + model["hyperparameter_a"] * epoch / 100) ** (-1) + model[
+            "hyperparameter_b"
+        ] * 0.1 * data["A"].sum()
 
         checkpoint_dict = {"state": model, "epoch": epoch}
 

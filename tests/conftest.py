@@ -58,14 +58,30 @@ class Daemons:
         port_file = self.tmp_path / f"head-{len(self.processes)}.port"
         log = open(self.tmp_path / f"head-{len(self.processes)}.log", "w")
         process = subprocess.Popen(
-            [sys.executable, "-m", "tune_head", "--port", str(port),
-             "--port-file", str(port_file), "--token", self.token,
-             "--storage", str(self.tmp_path / "head-storage"), *args],
-            env=daemon_env(), stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "tune_head",
+                "--port",
+                str(port),
+                "--port-file",
+                str(port_file),
+                "--token",
+                self.token,
+                "--storage",
+                str(self.tmp_path / "head-storage"),
+                *args,
+            ],
+            env=daemon_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.processes.append(process)
-        wait_for(lambda: port_file.exists() or process.poll() is not None,
-                 DAEMON_START_TIMEOUT_S, "tune-head to bind its port")
+        wait_for(
+            lambda: port_file.exists() or process.poll() is not None,
+            DAEMON_START_TIMEOUT_S,
+            "tune-head to bind its port",
+        )
         assert process.poll() is None, (self.tmp_path / "head-0.log").read_text()
         self.address = f"127.0.0.1:{port_file.read_text().strip()}"
         return self.address
@@ -74,10 +90,23 @@ class Daemons:
         index = len(self.processes)
         log = open(self.tmp_path / f"worker-{index}.log", "w")
         process = subprocess.Popen(
-            [sys.executable, "-m", "tune_worker", "--head", self.address,
-             "--token", self.token, "--cpus", str(cpus),
-             "--work-dir", str(self.tmp_path / f"worker-{index}"), *args],
-            env=daemon_env(), stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "tune_worker",
+                "--head",
+                self.address,
+                "--token",
+                self.token,
+                "--cpus",
+                str(cpus),
+                "--work-dir",
+                str(self.tmp_path / f"worker-{index}"),
+                *args,
+            ],
+            env=daemon_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.processes.append(process)
         return process

@@ -37,8 +37,10 @@ class Checkpoint:
 
     def to_directory(self, path: str | os.PathLike | None = None) -> str:
         """Copy the checkpoint's files into ``path`` (a new temp folder if None)."""
-        target = os.fspath(path) if path is not None else tempfile.mkdtemp(
-            prefix="checkpoint_"
+        target = (
+            os.fspath(path)
+            if path is not None
+            else tempfile.mkdtemp(prefix="checkpoint_")
         )
         os.makedirs(target, exist_ok=True)
         if self.is_local:

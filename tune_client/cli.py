@@ -17,8 +17,9 @@ from tune_client.errors import TuneError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tune", description=__doc__,
-                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="tune", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--address", default=os.environ.get("TUNE_ADDRESS"))
     parser.add_argument("--token", default=os.environ.get("TUNE_TOKEN", ""))
     commands = parser.add_subparsers(dest="command", required=True)
@@ -39,10 +40,12 @@ def print_status(client: HeadClient) -> None:
     status = client.status()
     print(f"Workers ({len(status.workers)}):")
     for worker in status.workers:
-        print(f"  {worker.worker_id} on {worker.hostname}: "
-              f"total {_format_resources(worker.total)}; "
-              f"free {_format_resources(worker.free)}; "
-              f"{len(worker.trial_ids)} trials running")
+        print(
+            f"  {worker.worker_id} on {worker.hostname}: "
+            f"total {_format_resources(worker.total)}; "
+            f"free {_format_resources(worker.free)}; "
+            f"{len(worker.trial_ids)} trials running"
+        )
     print(f"Experiments ({len(status.experiments)}):")
     for exp in status.experiments:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(exp.trials_by_status.items()))

@@ -119,7 +119,8 @@ class HeadClient:
             try:
                 grpc.channel_ready_future(self.channel).result(timeout=0.1)
                 self.stub.GetClusterStatus(
-                    tune_pb2.GetClusterStatusRequest(), metadata=self.metadata,
+                    tune_pb2.GetClusterStatusRequest(),
+                    metadata=self.metadata,
                     timeout=5,
                 )
                 return

@@ -44,21 +44,37 @@ class EmbeddedCluster:
         self.address = f"127.0.0.1:{port}"
         env = self._daemon_env()
         common = ["--parent-pid", str(os.getpid()), "--log-level", "INFO"]
-        worker_args = ["--head", self.address,
-                       "--work-dir", os.path.join(self.session_dir, "worker"),
-                       "--worker-id", "embedded-worker",
-                       "--node-ip", "127.0.0.1",
-                       "--log-file", os.path.join(self.session_dir, "worker.log"),
-                       *common]
+        worker_args = [
+            "--head",
+            self.address,
+            "--work-dir",
+            os.path.join(self.session_dir, "worker"),
+            "--worker-id",
+            "embedded-worker",
+            "--node-ip",
+            "127.0.0.1",
+            "--log-file",
+            os.path.join(self.session_dir, "worker.log"),
+            *common,
+        ]
         if self.cpus is not None:
             worker_args += ["--cpus", str(self.cpus)]
         self.processes["worker"] = self._spawn("tune_worker", worker_args, env)
         self.processes["head"] = self._spawn(
             "tune_head",
-            ["--host", "127.0.0.1", "--port", str(port),
-             "--storage", self.storage_path,
-             "--object-dir", os.path.join(self.session_dir, "objects"),
-             "--log-file", os.path.join(self.session_dir, "head.log"), *common],
+            [
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--storage",
+                self.storage_path,
+                "--object-dir",
+                os.path.join(self.session_dir, "objects"),
+                "--log-file",
+                os.path.join(self.session_dir, "head.log"),
+                *common,
+            ],
             env,
         )
         atexit.register(self.stop)

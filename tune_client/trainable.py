@@ -121,7 +121,7 @@ def find_unpicklable(fn: Callable) -> str | None:
         return None
     candidates: dict[str, Any] = {}
     closure = getattr(fn, "__closure__", None) or ()
-    for name, cell in zip(code.co_freevars, closure):
+    for name, cell in zip(code.co_freevars, closure, strict=False):
         try:
             candidates[name] = cell.cell_contents
         except ValueError:

@@ -58,7 +58,9 @@ class TrialView:
     def update(self, info: tune_pb2.TrialInfo) -> None:
         self.trial_name = info.trial_name
         self.status = _STATUS_NAMES[info.status]
-        self.config = cloudpickle.loads(info.config_pickle) if info.config_pickle else {}
+        self.config = (
+            cloudpickle.loads(info.config_pickle) if info.config_pickle else {}
+        )
         self.path = info.path
         self.error = info.error
         self.num_failures = info.num_failures
@@ -114,7 +116,9 @@ class ExperimentRun:
                     grpc.StatusCode.CANCELLED,
                     grpc.StatusCode.INTERNAL,
                 ):
-                    raise cluster.map_rpc_error(exc, "following the experiment") from exc
+                    raise cluster.map_rpc_error(
+                        exc, "following the experiment"
+                    ) from exc
                 log.warning("lost the head (%s); reconnecting", exc.code().name)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)

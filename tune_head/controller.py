@@ -231,8 +231,10 @@ class ExperimentController:
             self._on_trial_failed(trial, error)
         elif outcome == "interrupted":
             trial.status = TrialStatus.PENDING
-            log.info("trial %s interrupted by its worker shutting down; it will "
-                     "run again", trial.trial_name)
+            log.info(
+                "trial %s interrupted by its worker shutting down; it will run again",
+                trial.trial_name,
+            )
         else:
             trial.status = TrialStatus.TERMINATED
             log.info("trial %s finished (%s)", trial.trial_name, outcome)

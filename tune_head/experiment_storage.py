@@ -254,5 +254,3 @@ def find_whole_checkpoints(trial_path: str) -> list[str]:
         and n[len("checkpoint_") :].isdigit()
         and os.path.isdir(os.path.join(trial_path, n))
     )
-
-

@@ -160,7 +160,9 @@ class Head:
                     self.heartbeat_timeout_s,
                 )
 
-    def on_worker_message(self, worker_id: str, message: tune_pb2.WorkerMessage) -> None:
+    def on_worker_message(
+        self, worker_id: str, message: tune_pb2.WorkerMessage
+    ) -> None:
         kind = message.WhichOneof("kind")
         with self.lock:
             handle = self.workers.get(worker_id)

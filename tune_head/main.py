@@ -65,8 +65,8 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
     args = parser.parse_args(argv)
     if not args.token:
         parser.error(
-            "a cluster token is required: pass --token or set TUNE_TOKEN "
-            "(generate one with: python -c 'import secrets; print(secrets.token_hex(16))')"
+            "a cluster token is required: pass --token or set TUNE_TOKEN (make one "
+            "with: python -c 'import secrets; print(secrets.token_hex(16))')"
         )
     storage = args.storage or default_storage_path()
     object_dir = args.object_dir or os.path.join(
@@ -89,7 +89,9 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
 
 def serve(config: HeadConfig) -> None:
     head = Head(
-        config.storage, config.object_dir, heartbeat_timeout_s=config.heartbeat_timeout_s
+        config.storage,
+        config.object_dir,
+        heartbeat_timeout_s=config.heartbeat_timeout_s,
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="head-rpc"),

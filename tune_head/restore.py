@@ -59,7 +59,9 @@ def _load_trial(experiment_path: str, record: dict) -> Trial:
     return trial
 
 
-def _checkpoints(path: str, record: dict, results: list[dict]) -> list[CheckpointRecord]:
+def _checkpoints(
+    path: str, record: dict, results: list[dict]
+) -> list[CheckpointRecord]:
     """The recorded checkpoints still on disk, plus whole ones written later."""
     by_name = {
         c["dir_name"]: CheckpointRecord.from_json(c)

@@ -86,8 +86,12 @@ class WorkerAgent:
                 code = exc.code() if hasattr(exc, "code") else None
                 if code == grpc.StatusCode.UNAUTHENTICATED:
                     log.error("the head rejected our token: %s", exc.details())
-                log.info("connection to head %s lost (%s); retrying in %.1f s",
-                         self.config.head, code, delay)
+                log.info(
+                    "connection to head %s lost (%s); retrying in %.1f s",
+                    self.config.head,
+                    code,
+                    delay,
+                )
             if time.monotonic() - started > 10:
                 delay = 0.05
             self._stopping.wait(delay * (1 + random.random() * 0.2))
@@ -98,8 +102,9 @@ class WorkerAgent:
         if self._stopping.is_set():
             return
         log.info("tune-worker stopping: %s", reason)
-        self.processes.stop_all(f"the worker is shutting down ({reason})",
-                                interrupted=True)
+        self.processes.stop_all(
+            f"the worker is shutting down ({reason})", interrupted=True
+        )
         deadline = time.monotonic() + 10
         while self.processes.running and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -207,8 +212,11 @@ class WorkerAgent:
                 target=self._start_trial, args=(command.start_trial,), daemon=True
             ).start()
         elif kind == "stop_trial":
-            log.info("stopping trial %s: %s", command.stop_trial.trial_id,
-                     command.stop_trial.reason)
+            log.info(
+                "stopping trial %s: %s",
+                command.stop_trial.trial_id,
+                command.stop_trial.reason,
+            )
             self.processes.stop(command.stop_trial.trial_id, command.stop_trial.reason)
 
     def _start_trial(self, command: tune_pb2.StartTrial) -> None:
@@ -217,22 +225,32 @@ class WorkerAgent:
             for object_id in command.object_ids:
                 self.objects.ensure(object_id)
             if self._stopping.is_set() or self.processes.shutting_down:
-                self.uploader.put(TrialEnd(command.trial_id, tune_pb2.INTERRUPTED,
-                                           "the worker is shutting down"))
+                self.uploader.put(
+                    TrialEnd(
+                        command.trial_id,
+                        tune_pb2.INTERRUPTED,
+                        "the worker is shutting down",
+                    )
+                )
                 return
             self.processes.start(self._trial_start(command, trainable_path))
         except Exception as exc:
             log.exception("trial %s could not start", command.trial_id)
             self.uploader.put(
-                TrialEnd(command.trial_id, tune_pb2.ERRORED,
-                         f"the worker could not start the trial: {exc!r}")
+                TrialEnd(
+                    command.trial_id,
+                    tune_pb2.ERRORED,
+                    f"the worker could not start the trial: {exc!r}",
+                )
             )
 
     def _trial_start(self, command: tune_pb2.StartTrial, trainable_path: str):
         trial_dir = command.trial_path
         if storage.is_uri(trial_dir):
             trial_dir = os.path.join(
-                self.config.work_dir, "trials", command.experiment_name,
+                self.config.work_dir,
+                "trials",
+                command.experiment_name,
                 command.trial_id,
             )
         return TrialStart(

@@ -24,7 +24,9 @@ from tune_worker.agent import WorkerAgent, WorkerConfig
 log = logging.getLogger("tune_worker")
 
 
-def parse_config(argv: list[str] | None = None) -> tuple[WorkerConfig, argparse.Namespace]:
+def parse_config(
+    argv: list[str] | None = None,
+) -> tuple[WorkerConfig, argparse.Namespace]:
     parser = EnvDefaultsParser("TUNE_WORKER", prog="tune-worker", description=__doc__)
     parser.add_flag(
         "--head", env=("TUNE_ADDRESS",), required=True, help="the head's HOST:PORT"
@@ -34,7 +36,7 @@ def parse_config(argv: list[str] | None = None) -> tuple[WorkerConfig, argparse.
     parser.add_flag("--gpus", type=float, default=None, help="GPUs to offer")
     parser.add_flag("--memory", type=float, default=None, help="bytes to offer")
     parser.add_flag(
-        "--resources", default="{}", help='custom resources as JSON, e.g. \'{"a": 1}\''
+        "--resources", default="{}", help="custom resources as JSON, e.g. '{\"a\": 1}'"
     )
     parser.add_flag("--work-dir", default=None, help="staging and object cache")
     parser.add_flag("--worker-id", default=None, help="stable id across restarts")
@@ -59,7 +61,9 @@ def _resources(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dic
     try:
         custom = json.loads(args.resources)
     except ValueError as exc:
-        parser.error(f"--resources is not JSON ({exc}); write e.g. '{{\"highmem\": 1}}'")
+        parser.error(
+            f"--resources is not JSON ({exc}); write e.g. '{{\"highmem\": 1}}'"
+        )
     if not isinstance(custom, dict) or not all(
         isinstance(v, (int, float)) for v in custom.values()
     ):
@@ -90,8 +94,10 @@ def main(argv: list[str] | None = None) -> None:
     config, args = parse_config(argv)
     setup_logging(args.log_level, args.log_file)
     if not config.token:
-        log.warning("no cluster token given (--token or TUNE_TOKEN); the head will "
-                    "refuse this worker")
+        log.warning(
+            "no cluster token given (--token or TUNE_TOKEN); the head will "
+            "refuse this worker"
+        )
     os.makedirs(config.work_dir, exist_ok=True)
     agent = WorkerAgent(config)
 
@@ -100,8 +106,12 @@ def main(argv: list[str] | None = None) -> None:
 
     on_termination(shutdown)
     exit_with_parent(args.parent_pid, shutdown)
-    log.info("tune-worker %s starting with %s, head %s",
-             config.worker_id, config.resources, config.head)
+    log.info(
+        "tune-worker %s starting with %s, head %s",
+        config.worker_id,
+        config.resources,
+        config.head,
+    )
     agent.run()
     log.info("tune-worker stopped")
 

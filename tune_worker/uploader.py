@@ -87,11 +87,19 @@ class Uploader:
                 break
             except OSError as exc:
                 if delay is None:
-                    log.error("checkpoint %s of trial %s was not uploaded: %s",
-                              item.dir_name, item.trial_id, exc)
+                    log.error(
+                        "checkpoint %s of trial %s was not uploaded: %s",
+                        item.dir_name,
+                        item.trial_id,
+                        exc,
+                    )
                     return
-                log.warning("uploading %s failed (attempt %d): %s; retrying",
-                            item.dir_name, attempt + 1, exc)
+                log.warning(
+                    "uploading %s failed (attempt %d): %s; retrying",
+                    item.dir_name,
+                    attempt + 1,
+                    exc,
+                )
                 time.sleep(delay)
         iteration = json.loads(item.metrics_json).get("training_iteration", 0)
         self._send(

@@ -170,8 +170,7 @@ def test_num_to_keep_deletes_the_oldest_checkpoint():
     (trial,) = start_all(controller)
     controller.take_actions()
     records = [
-        CheckpointRecord(f"checkpoint_00000{i}", f"/p/{i}", i + 1, {})
-        for i in range(3)
+        CheckpointRecord(f"checkpoint_00000{i}", f"/p/{i}", i + 1, {}) for i in range(3)
     ]
     for record in records:
         controller.on_checkpoint(trial, record)
