@@ -71,8 +71,7 @@ tuner = tune.Tuner(
 )
 
 if __name__ == "__main__":
-    import pandas
-
-    pandas.set_option("display.width", 200)
+    pd.set_option("display.max_columns", None)
+    pd.set_option("display.width", 160)
     results = tuner.fit()
     print(results.get_dataframe())

@@ -14,6 +14,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DAEMON_START_TIMEOUT_S = 20.0
+# Every process this test run starts inherits the tag, so the leak check below
+# counts only our own daemons, not those of another run on the same machine.
+SESSION_TAG = secrets.token_hex(6)
+os.environ["TUNE_TEST_SESSION"] = SESSION_TAG
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
@@ -131,12 +135,17 @@ def daemons(tmp_path):
 
 
 def tune_daemon_processes() -> list[psutil.Process]:
-    """Every tune-head, tune-worker and trial process on this machine."""
+    """The tune-head and tune-worker processes this test run started."""
     found = []
     for process in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(process.info["cmdline"] or [])
-        if "-m tune_head" in cmdline or "-m tune_worker" in cmdline:
-            found.append(process)
+        if "-m tune_head" not in cmdline and "-m tune_worker" not in cmdline:
+            continue
+        try:
+            if process.environ().get("TUNE_TEST_SESSION") == SESSION_TAG:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
     return found
 
 

@@ -44,7 +44,10 @@ def test_worker_joins_and_tune_status_lists_it(daemons):
     shown = subprocess.run(
         [sys.executable, "-m", "tune_client.cli", "status"],
         env=daemon_env(TUNE_ADDRESS=daemons.address, TUNE_TOKEN=daemons.token),
-        capture_output=True, text=True, timeout=30, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
     )
     assert shown.returncode == 0, shown.stderr
     assert "Workers (1)" in shown.stdout and "2 cpu" in shown.stdout
@@ -60,6 +63,7 @@ def test_fit_against_a_started_cluster(daemons, tmp_path, monkeypatch):
     monkeypatch.setattr(cluster, "_init_args", {})
     tune.init(daemons.address, token=daemons.token)
     try:
+
         def trainable(config):
             tune.report({"score": config["x"] * 2})
 
