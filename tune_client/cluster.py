@@ -52,6 +52,26 @@ def init(
         _init_args.update(address=address, token=token, working_dir=working_dir)
 
 
+def workers_can_import(module_name: str, module_file: str) -> bool:
+    """Whether trial processes can import ``module_name`` as this process did.
+
+    The embedded worker gets this process's import path when it starts, so it
+    imports any module importable then; another cluster needs ``working_dir``.
+    """
+    address = _init_args.get("address") or os.environ.get("TUNE_ADDRESS")
+    if address:
+        return bool(_init_args.get("working_dir"))
+    if _embedded is None:
+        return True
+    relative = os.path.join(*module_name.split("."))
+    candidates = {f"{relative}.py", os.path.join(relative, "__init__.py")}
+    return any(
+        os.path.join(root, candidate) == module_file
+        for root in _embedded.import_paths
+        for candidate in candidates
+    )
+
+
 def shutdown() -> None:
     """Disconnect, and stop the embedded cluster if this process started one."""
     global _client, _embedded

@@ -38,6 +38,9 @@ class EmbeddedCluster:
         self.session_dir = tempfile.mkdtemp(prefix="tune_session_")
         self.processes: dict[str, subprocess.Popen] = {}
         self.address = ""
+        self.import_paths = [
+            os.path.abspath(p) for p in dict.fromkeys([*sys.path, os.getcwd()]) if p
+        ]
 
     def start(self) -> EmbeddedCluster:
         port = _free_port()
@@ -84,8 +87,7 @@ class EmbeddedCluster:
         env = dict(os.environ)
         env["TUNE_TOKEN"] = self.token
         # Trials must import what this process can import (the user's modules).
-        paths = [p for p in sys.path if p] + [os.getcwd()]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        env["PYTHONPATH"] = os.pathsep.join(self.import_paths)
         for name in ("TUNE_ADDRESS",):
             env.pop(name, None)
         return env

@@ -203,10 +203,16 @@ def _result_from_info(info: tune_pb2.TrialInfo) -> Result:
 
 
 def _register_user_module(fn: Any) -> None:
-    """Ship the trainable's own module by value when workers may not import it."""
+    """Ship the trainable's own module by value when workers may not import it.
+
+    A module the workers can import travels by reference, which keeps file
+    names and source lines in trial tracebacks.
+    """
     module = sys.modules.get(getattr(fn, "__module__", "") or "")
     path = getattr(module, "__file__", None) or ""
     if module is None or module.__name__ == "__main__" or not path:
+        return
+    if cluster.workers_can_import(module.__name__, os.path.abspath(path)):
         return
     if "site-packages" in path or path.startswith(sys.base_prefix):
         return
@@ -282,6 +288,7 @@ class Tuner:
 
     def fit(self) -> ResultGrid:
         """Run the experiment to its end and return every trial's result."""
+        reporter = self._reporter()
         spec, objects, trainable_bytes = self._prepare()
         client = cluster.get_client()
         storage_path = client.default_storage_path(self.run_config.storage_path)
@@ -292,10 +299,9 @@ class Tuner:
             client.put_object(data, object_id)
             log.debug("object %s uploaded", ref_name)
         client.put_object(trainable_bytes, spec.trainable_object_id)
+        callbacks = self._callbacks(spec)  # a failing setup stops us before trials
         reply = client.submit(self._submit_request(spec, storage_path))
-        run = ExperimentRun(
-            client, reply.experiment_id, self._callbacks(spec), self._reporter()
-        )
+        run = ExperimentRun(client, reply.experiment_id, callbacks, reporter)
         ended = self._follow(client, run, reply)
         run.reporter.final(list(run.trials.values()), ended.experiment_path)
         self._results = ResultGrid(
@@ -344,14 +350,7 @@ class Tuner:
             tune_config=self.tune_config,
             run_config=run_config,
         )
-        try:
-            cloudpickle.dumps(spec)
-        except Exception as exc:
-            raise TuneConfigError(
-                f"the param_space or configs cannot be pickled: {exc}. Keep "
-                "param_space values small and picklable; pass large or special "
-                "objects with tune.with_parameters()."
-            ) from exc
+        _check_picklable(spec)
         return spec, objects, trainable_bytes
 
     def _submit_request(
@@ -366,6 +365,7 @@ class Tuner:
             resume_unfinished=restore.get("resume_unfinished", True),
             resume_errored=restore.get("resume_errored", False),
             restart_errored=restore.get("restart_errored", False),
+            name_is_default=self.run_config.name is None,
         )
 
     def _callbacks(self, spec: ExperimentSpec) -> list:
@@ -398,6 +398,29 @@ class Tuner:
                 self._restore["path"], self.tune_config.metric, self.tune_config.mode
             )
         raise ClusterError("no results yet: call Tuner.fit() first.")
+
+
+def _check_picklable(spec: ExperimentSpec) -> None:
+    """Fail before submitting when part of the experiment cannot be pickled."""
+    try:
+        cloudpickle.dumps(spec)
+        return
+    except Exception as exc:
+        cause = exc
+    for key, value in flatten_dict(spec.param_space).items():
+        try:
+            cloudpickle.dumps(value)
+        except Exception as exc:
+            where = "param_space" + "".join(f'["{part}"]' for part in key.split("/"))
+            raise TuneConfigError(
+                f"{where} ({type(value).__name__}) cannot be pickled: {exc}. Keep "
+                "param_space values small and picklable; pass such objects "
+                "with tune.with_parameters() or create them in the trainable."
+            ) from exc
+    raise TuneConfigError(
+        f"the tune_config or run_config cannot be pickled: {cause}. Searchers, "
+        "schedulers and stop functions must be picklable."
+    ) from cause
 
 
 def _without_callbacks(run_config: RunConfig) -> RunConfig:

@@ -42,7 +42,15 @@ class DeleteCheckpointAction:
     checkpoint: CheckpointRecord
 
 
-Action = StopTrialAction | TrialChanged | DeleteCheckpointAction
+@dataclass
+class RewindResultsAction:
+    """The trial restarts from an earlier iteration: drop the log past it."""
+
+    trial: Trial
+    iteration: int
+
+
+Action = StopTrialAction | TrialChanged | DeleteCheckpointAction | RewindResultsAction
 
 
 @dataclass
@@ -166,8 +174,18 @@ class ExperimentController:
     # ---- events ---------------------------------------------------------
 
     def on_trial_started(self, trial: Trial, worker_id: str) -> None:
+        """The trial runs again from its latest checkpoint (or from the start).
+
+        Training rewinds to that checkpoint, so the results logged after it are
+        dropped and logged anew: each iteration appears once, as last computed.
+        """
         trial.status = TrialStatus.RUNNING
         trial.worker_id = worker_id
+        latest = trial.latest_checkpoint
+        restart_at = latest.training_iteration if latest else 0
+        if trial.last_iteration > restart_at:
+            trial.last_iteration = restart_at
+            self.actions.append(RewindResultsAction(trial, restart_at))
         self.actions.append(TrialChanged(trial))
 
     def on_result(self, trial: Trial, result: dict, result_json: bytes) -> bool:

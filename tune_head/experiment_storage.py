@@ -17,6 +17,7 @@ written here; a bucket-backed layout goes through the same functions.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -130,6 +131,34 @@ class ExperimentStorage:
             os.makedirs(trial.path, exist_ok=True)
             trial_log = self.trial_logs[trial.trial_id] = TrialLog(trial.path)
         trial_log.append(result, result_json)
+
+    def rewind_results(self, trial: Trial, iteration: int) -> dict:
+        """Keep only results up to ``iteration``; returns the last one kept."""
+        trial_log = self.trial_logs.pop(trial.trial_id, None)
+        if trial_log is not None:
+            trial_log.close()
+        kept = [
+            r
+            for r in read_result_lines(trial.path)
+            if int(r.get("training_iteration", 0)) <= iteration
+        ]
+        lines = b"".join(json.dumps(r).encode() + b"\n" for r in kept)
+        write_atomically(os.path.join(trial.path, RESULT_FILE), lines)
+        progress = os.path.join(trial.path, PROGRESS_FILE)
+        if os.path.exists(progress):
+            with open(progress, newline="") as f:
+                rows = [
+                    row
+                    for row in csv.DictReader(f)
+                    if int(float(row.get("training_iteration") or 0)) <= iteration
+                ]
+            columns = _read_csv_header(progress)
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+            write_atomically(progress, buffer.getvalue().encode())
+        return kept[-1] if kept else {}
 
     def flush_results(self) -> None:
         for trial_log in self.trial_logs.values():

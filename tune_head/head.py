@@ -8,6 +8,7 @@ on workers with free resources.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -24,6 +25,7 @@ from tune_head import experiment_storage as es
 from tune_head.controller import (
     DeleteCheckpointAction,
     ExperimentController,
+    RewindResultsAction,
     StopTrialAction,
     TrialChanged,
 )
@@ -280,8 +282,10 @@ class Head:
     ) -> tune_pb2.SubmitExperimentReply:
         spec: ExperimentSpec = cloudpickle.loads(request.spec_pickle)
         storage_path = request.storage_path or self.storage_path
-        path = os.path.join(storage_path, spec.name)
         with self.lock:
+            if not request.restore:
+                spec.name = self._unused_name(storage_path, spec.name, request)
+            path = os.path.join(storage_path, spec.name)
             for exp in self.experiments.values():
                 if exp.path == path and not exp.finished:
                     raise ExperimentExistsError(
@@ -307,6 +311,27 @@ class Head:
             experiment_id=exp.experiment_id, experiment_path=path, name=spec.name
         )
 
+    def _unused_name(
+        self, storage_path: str, name: str, request: tune_pb2.SubmitExperimentRequest
+    ) -> str:
+        """Never start over an experiment already in storage."""
+
+        def taken(candidate: str) -> bool:
+            return os.path.exists(os.path.join(storage_path, candidate, es.STATE_FILE))
+
+        if not taken(name):
+            return name
+        if not request.name_is_default:
+            raise ExperimentExistsError(
+                f"{os.path.join(storage_path, name)} already holds an experiment; "
+                "continue it with Tuner.restore(path, trainable) or choose another "
+                "RunConfig(name=...)."
+            )
+        suffix = 2
+        while taken(f"{name}_{suffix}"):
+            suffix += 1
+        return f"{name}_{suffix}"
+
     def _new_experiment(
         self,
         request: tune_pb2.SubmitExperimentRequest,
@@ -316,10 +341,10 @@ class Head:
         experiment_id = secrets.token_hex(16)
         storage = es.ExperimentStorage(path)
         storage.create(
-            request.spec_pickle, self.objects.read_bytes(spec.trainable_object_id)
+            cloudpickle.dumps(spec), self.objects.read_bytes(spec.trainable_object_id)
         )
         controller = ExperimentController(experiment_id, spec, path)
-        return Experiment(experiment_id, controller, storage, request.spec_pickle)
+        return Experiment(experiment_id, controller, storage, cloudpickle.dumps(spec))
 
     def _restore_experiment(
         self,
@@ -394,6 +419,12 @@ class Head:
                 self._send_stop(action.trial, action.reason)
             elif isinstance(action, DeleteCheckpointAction):
                 exp.storage.delete_checkpoint(action.checkpoint)
+            elif isinstance(action, RewindResultsAction):
+                kept = exp.storage.rewind_results(action.trial, action.iteration)
+                action.trial.last_result = kept
+                action.trial.last_result_json = (
+                    json.dumps(kept).encode() if kept else b""
+                )
         self._finish_if_done(exp)
 
     def _on_trial_changed(self, exp: Experiment, trial: Trial) -> None:

@@ -230,7 +230,7 @@ class GetObjectRequest(_message.Message):
     def __init__(self, object_id: _Optional[str] = ...) -> None: ...
 
 class SubmitExperimentRequest(_message.Message):
-    __slots__ = ("name", "storage_path", "spec_pickle", "restore", "resume_unfinished", "resume_errored", "restart_errored")
+    __slots__ = ("name", "storage_path", "spec_pickle", "restore", "resume_unfinished", "resume_errored", "restart_errored", "name_is_default")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STORAGE_PATH_FIELD_NUMBER: _ClassVar[int]
     SPEC_PICKLE_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +238,7 @@ class SubmitExperimentRequest(_message.Message):
     RESUME_UNFINISHED_FIELD_NUMBER: _ClassVar[int]
     RESUME_ERRORED_FIELD_NUMBER: _ClassVar[int]
     RESTART_ERRORED_FIELD_NUMBER: _ClassVar[int]
+    NAME_IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     name: str
     storage_path: str
     spec_pickle: bytes
@@ -245,7 +246,8 @@ class SubmitExperimentRequest(_message.Message):
     resume_unfinished: bool
     resume_errored: bool
     restart_errored: bool
-    def __init__(self, name: _Optional[str] = ..., storage_path: _Optional[str] = ..., spec_pickle: _Optional[bytes] = ..., restore: _Optional[bool] = ..., resume_unfinished: _Optional[bool] = ..., resume_errored: _Optional[bool] = ..., restart_errored: _Optional[bool] = ...) -> None: ...
+    name_is_default: bool
+    def __init__(self, name: _Optional[str] = ..., storage_path: _Optional[str] = ..., spec_pickle: _Optional[bytes] = ..., restore: _Optional[bool] = ..., resume_unfinished: _Optional[bool] = ..., resume_errored: _Optional[bool] = ..., restart_errored: _Optional[bool] = ..., name_is_default: _Optional[bool] = ...) -> None: ...
 
 class SubmitExperimentReply(_message.Message):
     __slots__ = ("experiment_id", "experiment_path", "name")

@@ -12,6 +12,7 @@ from tune_client.experiment import ExperimentSpec
 from tune_head.controller import (
     DeleteCheckpointAction,
     ExperimentController,
+    RewindResultsAction,
     StopTrialAction,
     TrialChanged,
 )
@@ -194,3 +195,23 @@ def test_every_trial_change_is_announced():
 def test_bad_mode_fails_at_once():
     with pytest.raises(ValueError, match='"min" or mode="max"'):
         TuneConfig(mode="maximize")
+
+
+def test_restart_rewinds_the_log_to_the_checkpoint():
+    controller = make_controller(
+        run_config=RunConfig(failure_config=FailureConfig(max_failures=1))
+    )
+    (trial,) = start_all(controller)
+    for i in (1, 2, 3):
+        controller.on_result(trial, *result(i, attempt=1))
+    controller.on_checkpoint(trial, CheckpointRecord("checkpoint_000000", "/c", 1, {}))
+    controller.on_trial_ended(trial, "errored", "boom")
+    controller.take_actions()
+
+    controller.on_trial_started(trial, "w1")
+    rewinds = [
+        a for a in controller.take_actions() if isinstance(a, RewindResultsAction)
+    ]
+    assert [(a.trial, a.iteration) for a in rewinds] == [(trial, 1)]
+    assert controller.on_result(trial, *result(2, attempt=2))
+    assert trial.last_result["attempt"] == 2

@@ -1,0 +1,275 @@
+"""Asynchronous successive halving (ASHA), with Ray Tune's arguments.
+
+Each bracket has rungs at ``grace_period * reduction_factor ** k`` (in units of
+``time_attr``) below ``max_t``; bracket ``s`` skips the first ``s`` of them.
+When a trial first reports a result at or past a rung, its metric is recorded
+there and compared with everything the rung has recorded so far:
+
+* If the rung holds fewer than ``reduction_factor`` values (this one
+  included), the comparison is not meaningful yet and the trial continues.
+* Otherwise the trial continues only if fewer than ``n / reduction_factor`` of
+  the ``n`` recorded values are strictly better than its own, i.e. it ranks in
+  the top ``ceil(n / reduction_factor)``. Ties count in the trial's favour, and
+  a NaN metric counts as the worst possible value.
+
+A result that jumps past several rungs at once is judged at the highest one.
+Trials are spread over the brackets round-robin, in the order the scheduler
+first sees them. With ``stop_last_trials`` a trial is stopped once
+``time_attr`` reaches ``max_t``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tune_client.errors import TuneConfigError
+from tune_client.schedulers.trial_scheduler import TrialScheduler
+
+__all__ = ["ASHAScheduler", "AsyncHyperBandScheduler"]
+
+
+# ---------------------------------------------------------------------------
+# helpers shared with the median stopping rule
+
+
+def _check_number(
+    where: str, name: str, value: Any, rule: str, ok: Callable[[float], bool]
+) -> None:
+    """Raise unless ``value`` is a finite real number (not bool) and ``ok(value)``."""
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not is_number or not math.isfinite(value) or not ok(value):
+        raise TuneConfigError(f"{where}: {name}={value!r} is not valid; {rule}.")
+
+
+def _check_str(where: str, name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise TuneConfigError(
+            f"{where}: {name}={value!r} is not valid; pass the name of a result "
+            f'key as a str, e.g. {name}="training_iteration".'
+        )
+
+
+def _require_metric_mode(scheduler: TrialScheduler) -> tuple[str, str]:
+    """The scheduler's metric and mode, or an error saying where to set them."""
+    name = type(scheduler).__name__
+    if not scheduler.metric or not scheduler.mode:
+        raise TuneConfigError(
+            f"{name} needs a metric and a mode, but has metric="
+            f"{scheduler.metric!r}, mode={scheduler.mode!r}; pass metric= and "
+            f'mode="min" or "max" to {name}(...) or to TuneConfig(...).'
+        )
+    return scheduler.metric, scheduler.mode
+
+
+def _result_number(scheduler: TrialScheduler, trial: Any, result: dict, key: str):
+    """``result[key]`` as a float; a clear error if the trial does not report it."""
+    name = type(scheduler).__name__
+    trial_id = getattr(trial, "trial_id", trial)
+    if key not in result:
+        raise TuneConfigError(
+            f"{name} reads {key!r} from every result, but trial {trial_id} "
+            f"reported a result without it; the result has the keys "
+            f"{sorted(result)}. Report {key!r} from the trainable, or pass one "
+            f"of these keys as metric/time_attr."
+        )
+    value = result[key]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TuneConfigError(
+            f"{name} needs a number in result[{key!r}], but trial {trial_id} "
+            f"reported {type(value).__name__} {value!r}; report an int or float."
+        )
+    return float(value)
+
+
+def _score(value: float, mode: str) -> float:
+    """The value turned so that higher is better; NaN becomes the worst."""
+    if math.isnan(value):
+        return -math.inf
+    return value if mode == "max" else -value
+
+
+# ---------------------------------------------------------------------------
+# brackets and rungs
+
+
+@dataclass
+class _Rung:
+    milestone: float
+    recorded: dict[str, float] = field(default_factory=dict)
+
+    def survives(self, score: float, reduction_factor: float) -> bool:
+        """Whether ``score`` (just recorded) is in this rung's top fraction."""
+        count = len(self.recorded)
+        if count < reduction_factor:
+            return True
+        better = sum(other > score for other in self.recorded.values())
+        return better < count / reduction_factor
+
+
+class _Bracket:
+    """One bracket: rungs in increasing order of milestone."""
+
+    def __init__(self, milestones: list[float]) -> None:
+        self.rungs = [_Rung(milestone) for milestone in milestones]
+
+    def highest_rung_reached(self, time: float) -> _Rung | None:
+        reached = [rung for rung in self.rungs if time >= rung.milestone]
+        return reached[-1] if reached else None
+
+    def record(self, trial_id: str, time: float, score: float) -> _Rung | None:
+        """Record the score at the highest rung reached, if it is new there."""
+        rung = self.highest_rung_reached(time)
+        if rung is None or trial_id in rung.recorded:
+            return None
+        rung.recorded[trial_id] = score
+        return rung
+
+
+def _milestones(
+    grace_period: float, max_t: float, reduction_factor: float, skip: int
+) -> list[float]:
+    """``grace_period * reduction_factor ** k`` below ``max_t``, from k=skip."""
+    milestones = []
+    k = skip
+    while (milestone := grace_period * reduction_factor**k) < max_t:
+        milestones.append(milestone)
+        k += 1
+    return milestones
+
+
+# ---------------------------------------------------------------------------
+# the scheduler
+
+
+class AsyncHyperBandScheduler(TrialScheduler):
+    """Asynchronous successive halving (ASHA), as in Ray Tune.
+
+    Stops trials that, at a rung, are not among the best ``1 /
+    reduction_factor`` of the trials recorded at that rung (see the module
+    docstring for the exact rule). ``time_attr`` is the result key that
+    measures progress; ``max_t`` is the most any trial gets; ``grace_period``
+    is the first rung; ``brackets`` is the number of brackets (trials are
+    assigned round-robin); with ``stop_last_trials`` trials stop at ``max_t``.
+    """
+
+    def __init__(
+        self,
+        time_attr: str = "training_iteration",
+        metric: str | None = None,
+        mode: str | None = None,
+        max_t: float = 100,
+        grace_period: float = 1,
+        reduction_factor: float = 4,
+        brackets: int = 1,
+        stop_last_trials: bool = True,
+    ) -> None:
+        super().__init__(metric=metric, mode=mode)
+        _check_args(type(self).__name__, time_attr, max_t, grace_period)
+        _check_factor(type(self).__name__, reduction_factor, brackets)
+        self.time_attr = time_attr
+        self.max_t = max_t
+        self.grace_period = grace_period
+        self.reduction_factor = reduction_factor
+        self.stop_last_trials = bool(stop_last_trials)
+        self._brackets = [
+            _Bracket(_milestones(grace_period, max_t, reduction_factor, s))
+            for s in range(brackets)
+        ]
+        self._trial_bracket: dict[str, _Bracket] = {}
+        self._next_bracket = 0
+
+    @property
+    def rung_milestones(self) -> list[list[float]]:
+        """Each bracket's rung milestones, in units of ``time_attr``."""
+        return [[rung.milestone for rung in b.rungs] for b in self._brackets]
+
+    def set_search_properties(self, metric: str | None, mode: str | None) -> bool:
+        """Take the experiment's metric/mode unless given here; both must be set."""
+        super().set_search_properties(metric, mode)
+        _require_metric_mode(self)
+        return True
+
+    def on_trial_add(self, controller: Any, trial: Any) -> None:
+        """Put the new trial into the next bracket, round-robin."""
+        self._bracket_of(trial.trial_id)
+
+    def on_trial_result(self, controller: Any, trial: Any, result: dict) -> str:
+        """Record the result at a newly reached rung; STOP if it falls behind."""
+        metric, mode = _require_metric_mode(self)
+        time = _result_number(self, trial, result, self.time_attr)
+        score = _score(_result_number(self, trial, result, metric), mode)
+        rung = self._bracket_of(trial.trial_id).record(trial.trial_id, time, score)
+        if rung is not None and not rung.survives(score, self.reduction_factor):
+            return self.STOP
+        if self.stop_last_trials and time >= self.max_t:
+            return self.STOP
+        return self.CONTINUE
+
+    def on_trial_complete(self, controller: Any, trial: Any, result: dict) -> None:
+        """Record the final result at a rung it reached but was not judged at."""
+        try:
+            metric, mode = _require_metric_mode(self)
+            time = _result_number(self, trial, result or {}, self.time_attr)
+            score = _score(_result_number(self, trial, result, metric), mode)
+        except TuneConfigError:
+            pass  # nothing usable to record; on_trial_result reported the cause
+        else:
+            self._bracket_of(trial.trial_id).record(trial.trial_id, time, score)
+        self._trial_bracket.pop(trial.trial_id, None)
+
+    def on_trial_error(self, controller: Any, trial: Any) -> None:
+        """Forget the trial; what it recorded at rungs stays."""
+        self._trial_bracket.pop(trial.trial_id, None)
+
+    def on_trial_remove(self, controller: Any, trial: Any) -> None:
+        """Forget the trial; what it recorded at rungs stays."""
+        self._trial_bracket.pop(trial.trial_id, None)
+
+    def _bracket_of(self, trial_id: str) -> _Bracket:
+        bracket = self._trial_bracket.get(trial_id)
+        if bracket is None:
+            bracket = self._brackets[self._next_bracket % len(self._brackets)]
+            self._next_bracket += 1
+            self._trial_bracket[trial_id] = bracket
+        return bracket
+
+
+ASHAScheduler = AsyncHyperBandScheduler
+
+
+def _check_args(where: str, time_attr: Any, max_t: Any, grace_period: Any) -> None:
+    _check_str(where, "time_attr", time_attr)
+    _check_number(
+        where,
+        "max_t",
+        max_t,
+        "pass a finite max_t > 0, the most time_attr any trial may reach",
+        lambda value: value > 0,
+    )
+    _check_number(
+        where,
+        "grace_period",
+        grace_period,
+        f"pass 1 <= grace_period <= max_t ({max_t!r}), the time_attr at which "
+        f"trials are first compared",
+        lambda value: 1 <= value <= max_t,
+    )
+
+
+def _check_factor(where: str, reduction_factor: Any, brackets: Any) -> None:
+    _check_number(
+        where,
+        "reduction_factor",
+        reduction_factor,
+        "pass reduction_factor > 1, e.g. 4 to keep the top quarter at each rung",
+        lambda value: value > 1,
+    )
+    if isinstance(brackets, bool) or not isinstance(brackets, int) or brackets < 1:
+        raise TuneConfigError(
+            f"{where}: brackets={brackets!r} is not valid; pass an int >= 1 "
+            f"(1, the default, is plain asynchronous successive halving)."
+        )
