@@ -52,7 +52,12 @@ _EXPORTS.update({name: "tune_client.search.sample" for name in _SEARCH_SPACE})
 __all__ = sorted(_EXPORTS)
 
 
+_SUBPACKAGES = ("schedulers", "search", "logger")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"tune_client.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'tune_client' has no attribute {name!r}")

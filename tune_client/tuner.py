@@ -28,6 +28,7 @@ from tune_client.errors import (
     RestoreError,
     TrialError,
     TuneConfigError,
+    TuneError,
 )
 from tune_client.experiment import ExperimentSpec
 from tune_client.progress import ProgressReporter
@@ -304,6 +305,11 @@ class Tuner:
         run = ExperimentRun(client, reply.experiment_id, callbacks, reporter)
         ended = self._follow(client, run, reply)
         run.reporter.final(list(run.trials.values()), ended.experiment_path)
+        if ended.error:
+            raise TuneError(
+                f"experiment {reply.name} failed: {ended.error}. Its trials so far "
+                f"are in {ended.experiment_path}."
+            )
         self._results = ResultGrid(
             [_result_from_info(info) for info in ended.trials],
             ended.experiment_path,

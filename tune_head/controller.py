@@ -86,6 +86,7 @@ class ExperimentController:
         self.trials: dict[str, Trial] = {t.trial_id: t for t in trials or []}
         self.actions: list[Action] = []
         self.stop_reason = ""
+        self.error = ""
         self.searcher_finished = False
         tune_config = spec.tune_config
         self.metric, self.mode = tune_config.metric, tune_config.mode
@@ -294,6 +295,11 @@ class ExperimentController:
         budget = self.spec.tune_config.time_budget_s
         if budget and not self.stopping and self.clock() - self.started_at > budget:
             self.stop(f"the time budget of {budget:g} s ran out")
+
+    def fail(self, error: str) -> None:
+        """End the experiment because its searcher or scheduler cannot go on."""
+        self.error = self.error or error
+        self.stop(f"the experiment failed: {error}")
 
     def stop(self, reason: str) -> None:
         """Stop every trial; the experiment ends when none is running."""

@@ -178,6 +178,11 @@ class Head:
             elif kind == "trial_ended":
                 self._on_trial_ended(message.trial_ended)
 
+    def _fail(self, exp: Experiment, exc: Exception) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        log.error("experiment %s failed: %s", exp.name, message, exc_info=exc)
+        exp.controller.fail(message)
+
     def _mark_draining(self, worker_id: str) -> None:
         """A worker that interrupts trials is shutting down: place nothing more."""
         capacity = self.placer.workers.get(worker_id)
@@ -215,8 +220,11 @@ class Head:
                 continue
             exp, trial = found
             result = json.loads(item.metrics_json)
-            if not exp.controller.on_result(trial, result, item.metrics_json):
-                continue
+            try:
+                if not exp.controller.on_result(trial, result, item.metrics_json):
+                    continue
+            except Exception as exc:  # a scheduler, searcher or stop function
+                self._fail(exp, exc)
             exp.storage.append_result(trial, result, item.metrics_json)
             exp.events.append(
                 tune_pb2.ExperimentEvent(
@@ -269,9 +277,12 @@ class Head:
             self.placer.release(worker_id, trial.resources)
         if message.outcome == tune_pb2.INTERRUPTED:
             self._mark_draining(worker_id)
-        exp.controller.on_trial_ended(
-            trial, _OUTCOMES.get(message.outcome, "errored"), message.error
-        )
+        try:
+            exp.controller.on_trial_ended(
+                trial, _OUTCOMES.get(message.outcome, "errored"), message.error
+            )
+        except Exception as exc:
+            self._fail(exp, exc)
         self._apply_actions(exp)
         self._schedule()
 
@@ -471,6 +482,7 @@ class Head:
                     experiment_path=exp.path,
                     reason=exp.controller.stop_reason,
                     trials=trials,
+                    error=exp.controller.error,
                 ),
             )
         )
@@ -493,7 +505,11 @@ class Head:
             for exp in list(self.experiments.values()):
                 if exp.finished:
                     continue
-                trial = exp.controller.next_trial_to_start()
+                try:
+                    trial = exp.controller.next_trial_to_start()
+                except Exception as exc:  # the searcher raised
+                    self._fail(exp, exc)
+                    trial = None
                 if trial is not None and self._place(exp, trial):
                     progress = True
                 self._apply_actions(exp)

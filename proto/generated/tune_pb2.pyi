@@ -57,14 +57,18 @@ class RegisterWorkerRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., node_ip: _Optional[str] = ..., resources: _Optional[_Mapping[str, float]] = ..., running_trial_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RegisterWorkerReply(_message.Message):
-    __slots__ = ("worker_id", "heartbeat_interval_s", "stale_trial_ids")
+    __slots__ = ("worker_id", "heartbeat_interval_s", "stale_trial_ids", "head_hostname", "object_dir")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
     STALE_TRIAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    HEAD_HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_DIR_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     heartbeat_interval_s: float
     stale_trial_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[float] = ..., stale_trial_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    head_hostname: str
+    object_dir: str
+    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[float] = ..., stale_trial_ids: _Optional[_Iterable[str]] = ..., head_hostname: _Optional[str] = ..., object_dir: _Optional[str] = ...) -> None: ...
 
 class WorkerMessage(_message.Message):
     __slots__ = ("hello", "heartbeat", "results", "checkpoint", "trial_ended")
@@ -312,14 +316,16 @@ class ExperimentEvents(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[ExperimentEvent, _Mapping]]] = ...) -> None: ...
 
 class ExperimentEnded(_message.Message):
-    __slots__ = ("experiment_path", "reason", "trials")
+    __slots__ = ("experiment_path", "reason", "trials", "error")
     EXPERIMENT_PATH_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     TRIALS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     experiment_path: str
     reason: str
     trials: _containers.RepeatedCompositeFieldContainer[TrialInfo]
-    def __init__(self, experiment_path: _Optional[str] = ..., reason: _Optional[str] = ..., trials: _Optional[_Iterable[_Union[TrialInfo, _Mapping]]] = ...) -> None: ...
+    error: str
+    def __init__(self, experiment_path: _Optional[str] = ..., reason: _Optional[str] = ..., trials: _Optional[_Iterable[_Union[TrialInfo, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class StopExperimentRequest(_message.Message):
     __slots__ = ("experiment",)
