@@ -23,3 +23,6 @@ class ExperimentSpec:
     param_space: dict[str, Any]
     tune_config: TuneConfig = field(default_factory=TuneConfig)
     run_config: RunConfig = field(default_factory=RunConfig)
+    # The client's callbacks, pickled; the head keeps them without loading them,
+    # so Tuner.restore can hand them back.
+    callbacks_pickle: bytes = b""

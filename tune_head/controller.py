@@ -50,7 +50,22 @@ class RewindResultsAction:
     iteration: int
 
 
-Action = StopTrialAction | TrialChanged | DeleteCheckpointAction | RewindResultsAction
+@dataclass
+class CloneCheckpointAction:
+    """Copy ``source`` into the trial's folder as ``dir_name`` and restore from it."""
+
+    trial: Trial
+    source: CheckpointRecord
+    dir_name: str
+
+
+Action = (
+    StopTrialAction
+    | TrialChanged
+    | DeleteCheckpointAction
+    | RewindResultsAction
+    | CloneCheckpointAction
+)
 
 
 @dataclass
@@ -182,8 +197,8 @@ class ExperimentController:
         """
         trial.status = TrialStatus.RUNNING
         trial.worker_id = worker_id
-        latest = trial.latest_checkpoint
-        restart_at = latest.training_iteration if latest else 0
+        start_point = trial.restore_point
+        restart_at = start_point.training_iteration if start_point else 0
         if trial.last_iteration > restart_at:
             trial.last_iteration = restart_at
             self.actions.append(RewindResultsAction(trial, restart_at))
@@ -220,8 +235,12 @@ class ExperimentController:
 
     def on_checkpoint(self, trial: Trial, record: CheckpointRecord) -> None:
         trial.checkpoints.append(record)
-        index = int(record.dir_name.rsplit("_", 1)[-1]) + 1
-        trial.next_checkpoint_index = max(trial.next_checkpoint_index, index)
+        if not trial.restart_pending:
+            trial.restore_from = None  # the new run has checkpointed past it
+        number = record.dir_name[len("checkpoint_") :]
+        if number.isdigit():
+            index = int(number) + 1
+            trial.next_checkpoint_index = max(trial.next_checkpoint_index, index)
         self._enforce_num_to_keep(trial)
         self.actions.append(TrialChanged(trial))
 
@@ -248,6 +267,9 @@ class ExperimentController:
         trial.worker_id = ""
         if outcome == "errored":
             self._on_trial_failed(trial, error)
+        elif outcome == "stopped" and trial.restart_pending:
+            trial.restart_pending = False
+            trial.status = TrialStatus.PENDING
         elif outcome == "interrupted":
             trial.status = TrialStatus.PENDING
             log.info(
@@ -284,6 +306,41 @@ class ExperimentController:
         if self.failure_config.fail_fast:
             self.stop(f"trial {trial.trial_name} failed and fail_fast is set")
 
+    def exploit(self, trial: Trial, source: Trial, new_config: dict) -> bool:
+        """Restart ``trial`` from ``source``'s latest checkpoint with ``new_config``.
+
+        The checkpoint is copied into the trial's own folder first, so the
+        source may delete its copy; the trial keeps its iteration count.
+        """
+        donor = source.latest_checkpoint
+        if trial.status is not TrialStatus.RUNNING or donor is None:
+            return False
+        if trial.restart_pending:
+            return False
+        # The running process numbers its own checkpoints; a distinct name
+        # cannot collide with one it is still writing.
+        dir_name = f"{donor.dir_name}_of_{source.trial_id}"
+        clone = CheckpointRecord(
+            dir_name,
+            f"{trial.path}/{dir_name}",
+            trial.last_iteration,
+            dict(donor.metrics, training_iteration=trial.last_iteration),
+        )
+        trial.config = new_config
+        trial.restart_pending = True
+        trial.restore_from = clone
+        trial.checkpoints.append(clone)
+        log.info(
+            "trial %s takes the checkpoint and config of %s",
+            trial.trial_name,
+            source.trial_name,
+        )
+        self.actions.append(CloneCheckpointAction(trial, donor, dir_name))
+        self.actions.append(
+            StopTrialAction(trial, f"restarting from {source.trial_name}'s checkpoint")
+        )
+        return True
+
     def on_worker_lost(self, worker_id: str) -> None:
         for trial in self.trials.values():
             if trial.status is TrialStatus.RUNNING and trial.worker_id == worker_id:
@@ -302,7 +359,10 @@ class ExperimentController:
         self.stop(f"the experiment failed: {error}")
 
     def stop(self, reason: str) -> None:
-        """Stop every trial; the experiment ends when none is running."""
+        """Stop every trial; the experiment ends when none is running.
+
+        Trials that never started stay pending, so Tuner.restore runs them.
+        """
         if self.stopping:
             return
         self.stop_reason = reason
@@ -310,16 +370,15 @@ class ExperimentController:
         for trial in self.trials.values():
             if trial.status is TrialStatus.RUNNING:
                 self.actions.append(StopTrialAction(trial, reason))
-            elif trial.status is TrialStatus.PENDING:
-                trial.status = TrialStatus.TERMINATED
-                self.actions.append(TrialChanged(trial))
 
     # ---- queries --------------------------------------------------------
 
     def is_finished(self) -> bool:
+        if self.stopping:
+            return self.running_count() == 0
         if any(not t.status.is_finished for t in self.trials.values()):
             return False
-        return self.stopping or self.searcher_finished
+        return self.searcher_finished
 
     def take_actions(self) -> list[Action]:
         actions, self.actions = self.actions, []

@@ -190,6 +190,13 @@ class ExperimentStorage:
             os.path.join(self.path, SEARCHER_FILE), cloudpickle.dumps(state)
         )
 
+    def clone_checkpoint(
+        self, source: CheckpointRecord, trial: Trial, dir_name: str
+    ) -> None:
+        target = os.path.join(trial.path, dir_name)
+        shutil.copytree(source.path, f"{target}.partial", dirs_exist_ok=True)
+        os.replace(f"{target}.partial", target)
+
     def delete_checkpoint(self, record: CheckpointRecord) -> None:
         shutil.rmtree(record.path, ignore_errors=True)
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from proto.generated import tune_pb2
 from tune_client.experiment import ExperimentSpec
 from tune_head import experiment_storage as es
 from tune_head.controller import (
+    CloneCheckpointAction,
     DeleteCheckpointAction,
     ExperimentController,
     RewindResultsAction,
@@ -85,9 +87,10 @@ class Head:
         object_dir: str,
         heartbeat_interval_s: float = 1.0,
         heartbeat_timeout_s: float = 10.0,
+        object_store_memory: int | None = None,
     ) -> None:
         self.storage_path = storage_path
-        self.objects = ObjectStore(object_dir)
+        self.objects = ObjectStore(object_dir, object_store_memory)
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.lock = threading.RLock()
@@ -129,6 +132,8 @@ class Head:
             worker_id=worker_id,
             heartbeat_interval_s=self.heartbeat_interval_s,
             stale_trial_ids=stale,
+            head_hostname=socket.gethostname(),
+            object_dir=os.path.abspath(self.objects.directory),
         )
 
     def _stale_trials(self, worker_id: str, running: list[str]) -> list[str]:
@@ -308,6 +313,9 @@ class Head:
             else:
                 exp = self._new_experiment(request, spec, path)
             self.experiments[exp.experiment_id] = exp
+            self.objects.set_refs(
+                exp.experiment_id, [spec.trainable_object_id, *spec.object_ids]
+            )
             log.info(
                 "experiment %s %s at %s",
                 spec.name,
@@ -423,7 +431,12 @@ class Head:
     # ---- carrying out the controller's decisions --------------------------
 
     def _apply_actions(self, exp: Experiment) -> None:
-        for action in exp.controller.take_actions():
+        while actions := exp.controller.take_actions():
+            self._apply(exp, actions)
+        self._finish_if_done(exp)
+
+    def _apply(self, exp: Experiment, actions: list) -> None:
+        for action in actions:
             if isinstance(action, TrialChanged):
                 self._on_trial_changed(exp, action.trial)
             elif isinstance(action, StopTrialAction):
@@ -436,7 +449,11 @@ class Head:
                 action.trial.last_result_json = (
                     json.dumps(kept).encode() if kept else b""
                 )
-        self._finish_if_done(exp)
+            elif isinstance(action, CloneCheckpointAction):
+                exp.storage.clone_checkpoint(
+                    action.source, action.trial, action.dir_name
+                )
+                exp.storage.write_params(action.trial)
 
     def _on_trial_changed(self, exp: Experiment, trial: Trial) -> None:
         if not os.path.exists(os.path.join(trial.path, "params.pkl")):
@@ -469,6 +486,7 @@ class Head:
         if exp.finished or not exp.controller.is_finished():
             return
         exp.finished = True
+        self.objects.drop_refs(exp.experiment_id)
         exp.storage.close()
         self._write_state(exp)
         exp.storage.write_searcher_state(exp.controller.searcher.get_state())
@@ -529,7 +547,7 @@ class Head:
 
     def _start_command(self, exp: Experiment, trial: Trial) -> tune_pb2.StartTrial:
         spec = exp.controller.spec
-        latest = trial.latest_checkpoint
+        latest = trial.restore_point
         return tune_pb2.StartTrial(
             experiment_id=exp.experiment_id,
             experiment_name=spec.name,

@@ -11,6 +11,7 @@ from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
+import psutil
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from proto.generated import tune_pb2_grpc
@@ -35,6 +36,7 @@ class HeadConfig:
     storage: str
     token: str
     object_dir: str
+    object_store_memory: int
     heartbeat_timeout_s: float
     log_level: str
     log_file: str | None
@@ -53,7 +55,18 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
     parser.add_flag(
         "--token", env=("TUNE_TOKEN",), default="", help="cluster token (required)"
     )
-    parser.add_flag("--object-dir", default=None, help="where objects are kept")
+    parser.add_flag(
+        "--object-dir",
+        default=None,
+        help="where objects are kept; give one for objects to survive a restart",
+    )
+    parser.add_flag(
+        "--object-store-memory",
+        type=int,
+        default=None,
+        help="bytes of objects kept in memory; the rest spill to --object-dir "
+        "(default: 30%% of the machine's memory)",
+    )
     parser.add_flag("--heartbeat-timeout", type=float, default=10.0)
     parser.add_flag("--log-level", default="INFO")
     parser.add_flag("--log-file", default=None)
@@ -78,6 +91,7 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
         storage=os.path.abspath(os.path.expanduser(storage)),
         token=args.token,
         object_dir=object_dir,
+        object_store_memory=args.object_store_memory or default_object_memory(),
         heartbeat_timeout_s=args.heartbeat_timeout,
         log_level=args.log_level,
         log_file=args.log_file,
@@ -87,11 +101,17 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
     )
 
 
+def default_object_memory() -> int:
+    """The default memory budget of the object store: 30% of the machine's."""
+    return int(psutil.virtual_memory().total * 0.3)
+
+
 def serve(config: HeadConfig) -> None:
     head = Head(
         config.storage,
         config.object_dir,
         heartbeat_timeout_s=config.heartbeat_timeout_s,
+        object_store_memory=config.object_store_memory,
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="head-rpc"),

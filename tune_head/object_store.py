@@ -223,8 +223,12 @@ class ObjectStore:
                 with open(entry.path) as f:
                     ids.update(json.load(f))
             except (OSError, ValueError) as exc:
-                log.warning("refs file %s is unreadable (%s); no object is "
-                            "released until it is fixed or removed", entry.path, exc)
+                log.warning(
+                    "refs file %s is unreadable (%s); no object is "
+                    "released until it is fixed or removed",
+                    entry.path,
+                    exc,
+                )
                 return None
         return ids
 

@@ -61,19 +61,27 @@ class HeadService(tune_pb2_grpc.HeadServicer):
     ) -> None:
         try:
             for message in request_iterator:
-                self.head.on_worker_message(worker_id, message)
+                self._handle_worker_message(worker_id, message)
         except grpc.RpcError:
             pass
-        except Exception:
-            log.exception(
-                "worker %s sent a message the head could not handle", worker_id
-            )
         finally:
             self.head.close_worker_stream(worker_id, epoch)
             outbox.put(None)
 
+    def _handle_worker_message(self, worker_id: str, message) -> None:
+        """One bad message is logged and skipped; the stream goes on."""
+        try:
+            self.head.on_worker_message(worker_id, message)
+        except Exception:
+            log.exception(
+                "the head could not handle a %s message from worker %s",
+                message.WhichOneof("kind"),
+                worker_id,
+            )
+
     def FindObjects(self, request, context):
         present = [i for i in request.object_ids if self.head.objects.contains(i)]
+        self.head.objects.announce(present)  # kept until the submit that uses them
         return tune_pb2.FindObjectsReply(present_ids=present)
 
     def PutObject(self, request_iterator, context):

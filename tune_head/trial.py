@@ -63,10 +63,19 @@ class Trial:
     last_iteration: int = 0
     checkpoints: list[CheckpointRecord] = field(default_factory=list)
     next_checkpoint_index: int = 0
+    # Set while the trial is being stopped to start again (PBT's exploit).
+    restart_pending: bool = False
+    # The checkpoint the next start restores from when it is not the latest.
+    restore_from: CheckpointRecord | None = None
 
     @property
     def latest_checkpoint(self) -> CheckpointRecord | None:
         return self.checkpoints[-1] if self.checkpoints else None
+
+    @property
+    def restore_point(self) -> CheckpointRecord | None:
+        """Where the trial's next run starts from."""
+        return self.restore_from or self.latest_checkpoint
 
     def to_state(self) -> dict[str, Any]:
         """The JSON-able part of the record, for experiment_state.json."""

@@ -50,3 +50,98 @@ def test_a_metric_no_trial_reports_fails_the_experiment_with_the_known_ones(stor
         ).fit()
     message = str(info.value)
     assert "accuracy" in message and "score" in message, message
+
+
+def pbt_trainable(config):
+    """Carries its lineage in the checkpoint: which trial's weights it holds."""
+    import os
+    import pickle
+    import tempfile
+
+    state = {"weight": 0.0, "lineage": [tune.get_context().get_trial_id()]}
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            with open(os.path.join(folder, "state.pkl"), "rb") as f:
+                state = pickle.load(f)
+        state["lineage"].append(tune.get_context().get_trial_id())
+    for _ in range(12):
+        time.sleep(0.05)
+        state["weight"] += config["lr"]
+        with tempfile.TemporaryDirectory() as folder:
+            with open(os.path.join(folder, "state.pkl"), "wb") as f:
+                pickle.dump(state, f)
+            tune.report(
+                {"weight": state["weight"], "lineage": state["lineage"]},
+                checkpoint=tune.Checkpoint.from_directory(folder),
+            )
+
+
+def test_pbt_copies_a_better_trials_checkpoint(storage):
+    pbt = tune.schedulers.PopulationBasedTraining(
+        time_attr="training_iteration",
+        perturbation_interval=3,
+        hyperparam_mutations={"lr": [0.01, 0.1, 1.0, 10.0]},
+        quantile_fraction=0.5,
+        seed=0,
+    )
+    results = tune.Tuner(
+        tune.with_resources(pbt_trainable, {"cpu": 0.5}),
+        param_space={"lr": tune.grid_search([0.01, 10.0, 0.01, 10.0])},
+        tune_config=tune.TuneConfig(metric="weight", mode="max", scheduler=pbt),
+        run_config=tune.RunConfig(verbose=0),
+    ).fit()
+    assert results.num_errors == 0
+    exploited = [r for r in results if len(r.metrics["lineage"]) > 1]
+    assert exploited, "no trial took over another trial's checkpoint"
+    for result in exploited:
+        donor, heir = result.metrics["lineage"][-2:]
+        assert donor != heir
+        assert result.config["lr"] in (1.0, 10.0)  # explored from a 10.0 donor
+    iterations = [r.metrics_dataframe["training_iteration"].tolist() for r in exploited]
+    assert all(i == sorted(set(i)) for i in iterations)
+
+
+def sampled(config):
+    time.sleep(0.1)
+    tune.report({"x": config["x"]})
+
+
+class StopAfterTwo(tune.Callback):
+    """Stops the experiment on the head, as `tune stop` does, after two trials."""
+
+    def __init__(self) -> None:
+        self.completed = 0
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        from tune_client import cluster
+
+        self.completed += 1
+        if self.completed == 2:
+            cluster.get_client().stop_experiment("searched")
+
+
+def test_restore_continues_the_searchers_sequence(storage):
+    space = {"x": tune.uniform(0, 1)}
+    search = tune.search.BasicVariantGenerator(random_state=7)
+    tune.Tuner(
+        sampled,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            num_samples=8, search_alg=search, max_concurrent_trials=1
+        ),
+        run_config=tune.RunConfig(
+            name="searched", callbacks=[StopAfterTwo()], verbose=0
+        ),
+    ).fit()
+    path = storage / "searched"
+    first = tune.Tuner.restore(str(path), sampled).get_results()
+    finished_first = {r.config["x"] for r in first if r.metrics}
+    assert 2 <= len(finished_first) < 8
+
+    results = tune.Tuner.restore(str(path), sampled).fit()
+    assert len(results) == 8 and results.num_errors == 0
+    xs = [r.config["x"] for r in results]
+    assert len(set(xs)) == 8, "a restored searcher repeated a config"
+    assert finished_first <= set(xs)
+    assert all(r.metrics["x"] == r.config["x"] for r in results)
