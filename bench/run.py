@@ -41,6 +41,7 @@ WORKLOADS: dict[str, Workload] = {
     "seed": Workload("seed.py", {"BENCH_SLEEP": "1"}),
     "seed_nosleep": Workload("seed.py", {"BENCH_SLEEP": "0"}),
     "first_trial": Workload("seed.py", {"BENCH_SLEEP": "0"}, "first_trial_s"),
+    "large_input": Workload("large_input.py"),
 }
 
 

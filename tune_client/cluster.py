@@ -25,9 +25,11 @@ from tune_client.errors import (
     RestoreError,
     TuneError,
 )
+from tune_client.object_codec import EncodedObject, encode_bytes
 from tune_client.trainable import ObjectRef
+from tune_client.upload_progress import UploadProgress
 
-UPLOAD_CHUNK = 4 * 1024 * 1024
+UPLOAD_CHUNK = 1024 * 1024  # see tune_head.object_store.CHUNK_SIZE
 CONNECT_TIMEOUT_S = 30.0
 
 _lock = threading.Lock()
@@ -126,6 +128,7 @@ class HeadClient:
         self.metadata = token_metadata(token)
         self.channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
         self.stub = tune_pb2_grpc.HeadStub(self.channel)
+        self.bytes_uploaded = 0  # what put_object really sent, for the curious
 
     @property
     def is_embedded(self) -> bool:
@@ -162,18 +165,27 @@ class HeadClient:
 
     # ---- objects ----------------------------------------------------------
 
-    def put_object(self, data: bytes, object_id: str) -> ObjectRef:
-        """Upload ``data`` unless the head already holds it."""
+    def put_object(
+        self, data: bytes | EncodedObject, object_id: str | None = None
+    ) -> ObjectRef:
+        """Upload an object unless the head already holds it (the same id).
+
+        ``data`` is an object file from ``object_codec.encode`` or plain bytes.
+        """
+        encoded = data if isinstance(data, EncodedObject) else encode_bytes(data)
         try:
             found = self.stub.FindObjects(
-                tune_pb2.FindObjectsRequest(object_ids=[object_id]),
+                tune_pb2.FindObjectsRequest(object_ids=[encoded.object_id]),
                 metadata=self.metadata,
             )
-            if object_id not in found.present_ids:
-                self.stub.PutObject(_chunks(object_id, data), metadata=self.metadata)
+            if encoded.object_id not in found.present_ids:
+                with UploadProgress(encoded.size) as progress:
+                    chunks = _chunks(encoded, progress)
+                    self.stub.PutObject(chunks, metadata=self.metadata)
+                self.bytes_uploaded += encoded.size
         except grpc.RpcError as exc:
             raise map_rpc_error(exc, "uploading an object to the head") from exc
-        return ObjectRef(object_id, len(data))
+        return ObjectRef(encoded.object_id, encoded.size)
 
     # ---- experiments --------------------------------------------------------
 
@@ -213,10 +225,17 @@ class HeadClient:
         self.channel.close()
 
 
-def _chunks(object_id: str, data: bytes) -> Iterator[tune_pb2.ObjectChunk]:
-    view = memoryview(data)
-    yield tune_pb2.ObjectChunk(
-        object_id=object_id, total_size=len(data), data=bytes(view[:UPLOAD_CHUNK])
-    )
-    for offset in range(UPLOAD_CHUNK, len(data), UPLOAD_CHUNK):
-        yield tune_pb2.ObjectChunk(data=bytes(view[offset : offset + UPLOAD_CHUNK]))
+def _chunks(
+    encoded: EncodedObject, progress: UploadProgress
+) -> Iterator[tune_pb2.ObjectChunk]:
+    """The object as a stream of chunks; the first names it and its size."""
+    first = True
+    for data in encoded.chunks(UPLOAD_CHUNK):
+        progress.advance(len(data))
+        if first:
+            first = False
+            yield tune_pb2.ObjectChunk(
+                object_id=encoded.object_id, total_size=encoded.size, data=data
+            )
+        else:
+            yield tune_pb2.ObjectChunk(data=data)

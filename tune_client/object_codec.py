@@ -14,6 +14,7 @@ import hashlib
 import mmap
 import os
 import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ import cloudpickle
 
 from tune_client import object_format
 from tune_client.errors import NotSerializableError
+from tune_client.trainable import ObjectRef
 
 
 @dataclass
@@ -50,14 +52,22 @@ class EncodedObject:
                 for offset in range(0, len(mapped), chunk_size):
                     yield mapped[offset : offset + chunk_size]
 
+    def ref(self) -> ObjectRef:
+        """What trials are given in place of the object."""
+        return ObjectRef(self.object_id, self.size)
+
     def discard(self) -> None:
         """Remove the temporary file, if any; the object stays on the head."""
         if self.path is not None:
-            try:
-                os.remove(self.path)
-            except FileNotFoundError:
-                pass
+            _remove_quietly(self.path)
             self.path = None
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def encode(obj: Any, name: str, directory: str | None = None) -> EncodedObject:
@@ -73,7 +83,9 @@ def encode(obj: Any, name: str, directory: str | None = None) -> EncodedObject:
             "Pass data that pickle can handle, or load it inside the trainable."
         ) from exc
     size = os.path.getsize(path)
-    return EncodedObject(object_format.file_digest(path), size, kind, path=path)
+    encoded = EncodedObject(object_format.file_digest(path), size, kind, path=path)
+    weakref.finalize(encoded, _remove_quietly, path)  # even if never uploaded
+    return encoded
 
 
 def encode_bytes(data: bytes) -> EncodedObject:

@@ -46,6 +46,14 @@ class TrialStart:
     restore_time_total_s: float = 0.0
     next_checkpoint_index: int = 0
     node_ip: str = "127.0.0.1"
+    # How the worker stores this trial's files (see tune_worker.uploader).
+    stream_to_head: bool = False
+    storage_filesystem: Any = None
+    # The filesystem of restore_checkpoint_path; None for a local folder.
+    checkpoint_filesystem: Any = None
+    # Where each object the trial uses is on this machine (the worker's cache,
+    # or the head's folder when the head shares the machine).
+    object_paths: dict[str, str] = field(default_factory=dict)
 
 
 class TrialContext:
@@ -170,7 +178,9 @@ class _TrialSession:
 
     def get_checkpoint(self) -> Checkpoint | None:
         path = self.start.restore_checkpoint_path
-        return Checkpoint(path) if path else None
+        if not path:
+            return None
+        return Checkpoint(path, self.start.checkpoint_filesystem)
 
 
 def _require_session(what: str) -> _TrialSession:
@@ -213,10 +223,31 @@ def _watch_for_stop(conn: Any) -> None:
     os._exit(1)
 
 
-def _load_object(objects_dir: str, ref: Any) -> Any:
+class _ObjectLoader:
+    """Maps each object the trial uses, once per trial process.
+
+    Objects are memory-mapped from the machine's cache, so a DataFrame of
+    numbers or a numpy array shares its pages with every other trial on the
+    machine instead of being copied into this process.
+    """
+
+    def __init__(self, start: TrialStart) -> None:
+        self.start = start
+        self.loaded: dict[str, Any] = {}
+
+    def __call__(self, ref: Any) -> Any:
+        if ref.object_id not in self.loaded:
+            self.loaded[ref.object_id] = _load_object(self.start, ref)
+        return self.loaded[ref.object_id]
+
+
+def _load_object(start: TrialStart, ref: Any) -> Any:
     from tune_client import object_codec
 
-    return object_codec.load_file(os.path.join(objects_dir, ref.object_id))
+    path = start.object_paths.get(ref.object_id) or os.path.join(
+        start.objects_dir, ref.object_id
+    )
+    return object_codec.load_file(path)
 
 
 def run_trial_process(conn: Any, start: TrialStart) -> None:
@@ -232,7 +263,10 @@ def run_trial_process(conn: Any, start: TrialStart) -> None:
     try:
         with open(start.trainable_path, "rb") as f:
             trainable = cloudpickle.load(f)
-        trainable(start.config, lambda ref: _load_object(start.objects_dir, ref))
+        from tune_client.large_inputs import resolve_refs
+
+        loader = _ObjectLoader(start)
+        trainable(resolve_refs(start.config, loader), loader)
         outcome = ("finished", "")
     except BaseException:  # noqa: BLE001 - the trial's failure is its result
         outcome = ("error", traceback.format_exc())

@@ -13,6 +13,9 @@ from typing import Any
 
 from tune_client.errors import StorageError
 
+# Written last into a checkpoint folder in a bucket: the folder is whole.
+CHECKPOINT_MARKER = ".checkpoint_complete"
+
 
 def is_uri(path: str) -> bool:
     """True for ``scheme://...`` paths other than ``file://``."""
@@ -43,6 +46,13 @@ def get_filesystem(path: str, filesystem: Any = None) -> tuple[Any, str]:
             "package (for s3:// run: pip install 'tune-cluster[s3]')."
         ) from exc
     return fs, fs_path
+
+
+def fs_path(path: str, filesystem: Any) -> str:
+    """``path`` as ``filesystem`` names it (without its ``scheme://``)."""
+    if is_uri(path):
+        return filesystem._strip_protocol(path)
+    return path
 
 
 def normalize_local(path: str) -> str:

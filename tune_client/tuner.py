@@ -20,7 +20,7 @@ import cloudpickle
 import grpc
 
 from proto.generated import tune_pb2
-from tune_client import cluster, object_codec, storage
+from tune_client import cluster, large_inputs, object_codec, storage
 from tune_client.checkpoint import Checkpoint
 from tune_client.config import RunConfig, TuneConfig
 from tune_client.errors import (
@@ -261,6 +261,7 @@ class Tuner:
         path = storage.normalize_local(os.fspath(path))
         spec = _read_spec(path)
         run_config = spec.run_config
+        run_config.callbacks = _restored_callbacks(spec)
         run_config.storage_path = os.path.dirname(path.rstrip("/"))
         run_config.name = os.path.basename(path.rstrip("/"))
         return cls(
@@ -293,11 +294,15 @@ class Tuner:
         spec, objects, trainable_bytes = self._prepare()
         client = cluster.get_client()
         storage_path = client.default_storage_path(self.run_config.storage_path)
-        if storage_path and not storage.is_uri(storage_path):
+        filesystem = self.run_config.storage_filesystem
+        if storage_path and (storage.is_uri(storage_path) or filesystem is not None):
+            storage.check_writable(storage_path, filesystem)
+        elif storage_path:
             storage.check_writable(storage_path)
         spec.run_config.storage_path = storage_path
-        for ref_name, (data, object_id) in objects.items():
-            client.put_object(data, object_id)
+        for ref_name, encoded in objects.items():
+            client.put_object(encoded)
+            encoded.discard()
             log.debug("object %s uploaded", ref_name)
         client.put_object(trainable_bytes, spec.trainable_object_id)
         callbacks = self._callbacks(spec)  # a failing setup stops us before trials
@@ -337,24 +342,33 @@ class Tuner:
         objects = {}
         shipped = WrappedTrainable(trainable.fn, {}, dict(trainable.resources))
         for name, value in trainable.objects.items():
-            data = object_codec.dumps(value, name)
-            object_id = object_codec.object_id(data)
-            objects[name] = (data, object_id)
-            shipped.objects[name] = cluster.ObjectRef(object_id, len(data))
+            objects[name] = object_codec.encode(value, name)
+            shipped.objects[name] = objects[name].ref()
+        param_space = large_inputs.move_large_values(
+            self.param_space, lambda value, path: _store(objects, value, path)
+        )
         trainable_bytes = pickle_trainable(shipped)
+        large_inputs.closure_warning(trainable.fn, len(trainable_bytes))
         name = self.run_config.name or (
             f"{trainable.__name__}_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
         )
         run_config = _without_callbacks(self.run_config)
+        callbacks_pickle = _pickle_callbacks(self.run_config.callbacks)
         spec = ExperimentSpec(
             name=name,
             trainable_name=trainable.__name__,
             trainable_object_id=object_codec.object_id(trainable_bytes),
-            object_ids=[object_id for _, object_id in objects.values()],
+            object_ids=list(
+                dict.fromkeys(
+                    [o.object_id for o in objects.values()]
+                    + large_inputs.ref_ids(param_space)
+                )
+            ),
             resources=trial_resources(trainable),
-            param_space=self.param_space,
+            param_space=param_space,
             tune_config=self.tune_config,
             run_config=run_config,
+            callbacks_pickle=callbacks_pickle,
         )
         _check_picklable(spec)
         return spec, objects, trainable_bytes
@@ -429,6 +443,38 @@ def _check_picklable(spec: ExperimentSpec) -> None:
     ) from cause
 
 
+def _pickle_callbacks(callbacks: list | None) -> bytes:
+    if not callbacks:
+        return b""
+    try:
+        return cloudpickle.dumps(list(callbacks))
+    except Exception as exc:  # noqa: BLE001 - restore then runs without them
+        log.warning(
+            "callbacks cannot be pickled (%s); Tuner.restore will not bring them back",
+            exc,
+        )
+        return b""
+
+
+def _restored_callbacks(spec: ExperimentSpec) -> list | None:
+    if not spec.callbacks_pickle:
+        return None
+    try:
+        return cloudpickle.loads(spec.callbacks_pickle)
+    except Exception as exc:  # noqa: BLE001 - e.g. mlflow is not installed here
+        log.warning(
+            "the experiment's callbacks cannot be loaded (%s); continuing without them",
+            exc,
+        )
+        return None
+
+
+def _store(objects: dict, value: Any, path: str) -> cluster.ObjectRef:
+    """Put a large param_space value with the objects to upload; its reference."""
+    objects[path] = object_codec.encode(value, path)
+    return objects[path].ref()
+
+
 def _without_callbacks(run_config: RunConfig) -> RunConfig:
     import copy
 
@@ -461,33 +507,58 @@ def _read_spec(path: str) -> ExperimentSpec:
 def result_grid_from_storage(
     path: str, metric: str | None = None, mode: str | None = None
 ) -> ResultGrid:
-    """The ResultGrid of an experiment folder, read with no daemon running."""
-    state_path = os.path.join(path, STATE_FILE)
+    """The ResultGrid of an experiment folder or bucket, read with no daemon."""
+    read = _reader(path)
+    state_path = storage.join(path, STATE_FILE)
     try:
-        with open(state_path, "rb") as f:
-            state = json.loads(f.read())
+        state = json.loads(read(state_path))
     except FileNotFoundError as exc:
-        raise RestoreError(f"{state_path} does not exist") from exc
+        raise RestoreError(
+            f"{state_path} does not exist: {path} is not an experiment folder"
+        ) from exc
     except ValueError as exc:
         raise RestoreError(f"{state_path} is damaged: {exc}") from exc
-    results = []
-    for record in state["trials"]:
-        trial_path = os.path.join(path, record["dir_name"])
-        with open(os.path.join(trial_path, "params.pkl"), "rb") as f:
-            config = cloudpickle.load(f)
-        checkpoints = [
-            (Checkpoint(os.path.join(trial_path, c["dir_name"])), c.get("metrics", {}))
-            for c in record.get("checkpoints", [])
-        ]
-        error = record.get("error") or ""
-        results.append(
-            Result(
-                metrics=record.get("last_result") or {},
-                config=config,
-                checkpoint=checkpoints[-1][0] if checkpoints else None,
-                error=TrialError(error, trial_id=record["trial_id"]) if error else None,
-                path=trial_path,
-                best_checkpoints=checkpoints,
-            )
-        )
+    filesystem = None if not storage.is_uri(path) else storage.get_filesystem(path)[0]
+    results = [
+        _stored_result(path, record, read, filesystem) for record in state["trials"]
+    ]
     return ResultGrid(results, path, default_metric=metric, default_mode=mode)
+
+
+def _reader(path: str):
+    """A function reading whole files under ``path``, on a disk or in a bucket."""
+    if not storage.is_uri(path):
+
+        def read_local(file_path: str) -> bytes:
+            with open(file_path, "rb") as f:
+                return f.read()
+
+        return read_local
+    fs, _ = storage.get_filesystem(path)
+    return lambda file_path: fs.cat_file(storage.fs_path(file_path, fs))
+
+
+def _stored_result(path: str, record: dict, read, filesystem) -> Result:
+    trial_path = storage.join(path, record["dir_name"])
+    params_path = storage.join(trial_path, "params.pkl")
+    try:
+        config = cloudpickle.loads(read(params_path))
+    except Exception as exc:
+        raise RestoreError(f"{params_path} cannot be read: {exc}") from exc
+    checkpoints = [
+        (
+            Checkpoint(storage.join(trial_path, c["dir_name"]), filesystem),
+            c.get("metrics", {}),
+        )
+        for c in record.get("checkpoints", [])
+    ]
+    error = record.get("error") or ""
+    return Result(
+        metrics=record.get("last_result") or {},
+        config=config,
+        checkpoint=checkpoints[-1][0] if checkpoints else None,
+        error=TrialError(error, trial_id=record["trial_id"]) if error else None,
+        path=trial_path,
+        best_checkpoints=checkpoints,
+        filesystem=filesystem,
+    )

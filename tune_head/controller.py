@@ -101,6 +101,7 @@ class ExperimentController:
         self.trials: dict[str, Trial] = {t.trial_id: t for t in trials or []}
         self.actions: list[Action] = []
         self.stop_reason = ""
+        self.interrupting = False
         self.error = ""
         self.searcher_finished = False
         tune_config = spec.tune_config
@@ -270,6 +271,9 @@ class ExperimentController:
         elif outcome == "stopped" and trial.restart_pending:
             trial.restart_pending = False
             trial.status = TrialStatus.PENDING
+        elif outcome == "stopped" and self.interrupting:
+            trial.status = TrialStatus.PENDING
+            log.info("trial %s interrupted: %s", trial.trial_name, self.stop_reason)
         elif outcome == "interrupted":
             trial.status = TrialStatus.PENDING
             log.info(
@@ -358,14 +362,17 @@ class ExperimentController:
         self.error = self.error or error
         self.stop(f"the experiment failed: {error}")
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, *, interrupt: bool = False) -> None:
         """Stop every trial; the experiment ends when none is running.
 
-        Trials that never started stay pending, so Tuner.restore runs them.
+        Trials that never started stay pending, so Tuner.restore runs them;
+        with ``interrupt`` (a person stopped the experiment) the running trials
+        do too, resuming from their latest checkpoints.
         """
         if self.stopping:
             return
         self.stop_reason = reason
+        self.interrupting = interrupt
         log.info("stopping experiment %s: %s", self.spec.name, reason)
         for trial in self.trials.values():
             if trial.status is TrialStatus.RUNNING:

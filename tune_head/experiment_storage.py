@@ -23,10 +23,12 @@ import logging
 import os
 import pickle
 import shutil
+import time
 from typing import Any
 
 import cloudpickle
 
+from tune_client import storage
 from tune_head.trial import CheckpointRecord, Trial, TrialStatus
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ SEARCHER_FILE = "searcher_state.pkl"
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.csv"
 STATE_VERSION = 1
+SYNC_INTERVAL_S = 1.0
+CHECKPOINT_MARKER = storage.CHECKPOINT_MARKER
 
 
 def write_atomically(path: str, data: bytes) -> None:
@@ -106,58 +110,111 @@ def _read_csv_header(path: str) -> list[str]:
 
 
 class ExperimentStorage:
-    """Reads and writes one experiment's folder."""
+    """Reads and writes one experiment's folder, on a disk or in a bucket.
 
-    def __init__(self, experiment_path: str) -> None:
+    Every file is written to a local folder first: the experiment folder itself
+    on a disk, a mirror on the head's disk for a bucket. For a bucket, changed
+    files are pushed whole (one PUT each) at most ``SYNC_INTERVAL_S`` after they
+    change, and at once when a trial or the experiment ends; the state file is
+    pushed on every write.
+    """
+
+    def __init__(
+        self, experiment_path: str, filesystem: Any = None, mirror_dir: str = ""
+    ) -> None:
         self.path = experiment_path
         self.trial_logs: dict[str, TrialLog] = {}
+        self.remote: tuple[Any, str] | None = None
+        self.local_root = experiment_path
+        if filesystem is not None or storage.is_uri(experiment_path):
+            self.remote = storage.get_filesystem(experiment_path, filesystem)
+            self.local_root = mirror_dir
+        self.dirty: set[str] = set()
+        self.last_sync = 0.0
+
+    @property
+    def is_remote(self) -> bool:
+        return self.remote is not None
+
+    def _local(self, *parts: str) -> str:
+        return os.path.join(self.local_root, *parts)
+
+    def _write(self, relative: str, data: bytes, push: bool = False) -> None:
+        path = self._local(relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_atomically(path, data)
+        self.dirty.add(relative)
+        if push:
+            self.sync(force=True)
+
+    def sync(self, force: bool = False) -> None:
+        """Push changed files to the bucket now; a no-op on a disk."""
+        if force or time.monotonic() - self.last_sync >= SYNC_INTERVAL_S:
+            self.push(self.take_changes())
+
+    def take_changes(self) -> list[tuple[str, bytes]]:
+        """The changed files' contents, to push to the bucket (empty on a disk)."""
+        if self.remote is None or not self.dirty:
+            self.dirty.clear()
+            return []
+        self.flush_results()
+        changes = []
+        for relative in sorted(self.dirty):
+            with open(self._local(relative), "rb") as f:
+                changes.append((relative, f.read()))
+        self.dirty.clear()
+        self.last_sync = time.monotonic()
+        return changes
+
+    def push(self, changes: list[tuple[str, bytes]]) -> None:
+        if self.remote is None or not changes:
+            return
+        fs, root = self.remote
+        for relative, data in changes:
+            fs.pipe_file(f"{root.rstrip('/')}/{relative}", data)
 
     def create(self, spec_pickle: bytes, trainable: bytes) -> None:
-        os.makedirs(self.path, exist_ok=True)
-        write_atomically(os.path.join(self.path, SPEC_FILE), spec_pickle)
-        write_atomically(os.path.join(self.path, TRAINABLE_FILE), trainable)
+        os.makedirs(self.local_root, exist_ok=True)
+        self._write(SPEC_FILE, spec_pickle)
+        self._write(TRAINABLE_FILE, trainable, push=True)
 
     def write_params(self, trial: Trial) -> None:
-        os.makedirs(trial.path, exist_ok=True)
         params_json = json.dumps(_jsonable(trial.config), indent=2, sort_keys=True)
-        write_atomically(os.path.join(trial.path, "params.json"), params_json.encode())
-        write_atomically(
-            os.path.join(trial.path, "params.pkl"), cloudpickle.dumps(trial.config)
-        )
+        self._write(f"{trial.dir_name}/params.json", params_json.encode())
+        self._write(f"{trial.dir_name}/params.pkl", cloudpickle.dumps(trial.config))
+
+    def has_params(self, trial: Trial) -> bool:
+        return os.path.exists(self._local(trial.dir_name, "params.pkl"))
 
     def append_result(self, trial: Trial, result: dict, result_json: bytes) -> None:
         trial_log = self.trial_logs.get(trial.trial_id)
         if trial_log is None:
-            os.makedirs(trial.path, exist_ok=True)
-            trial_log = self.trial_logs[trial.trial_id] = TrialLog(trial.path)
+            os.makedirs(self._local(trial.dir_name), exist_ok=True)
+            trial_log = TrialLog(self._local(trial.dir_name))
+            self.trial_logs[trial.trial_id] = trial_log
         trial_log.append(result, result_json)
+        self.dirty.add(f"{trial.dir_name}/{RESULT_FILE}")
+        self.dirty.add(f"{trial.dir_name}/{PROGRESS_FILE}")
 
     def rewind_results(self, trial: Trial, iteration: int) -> dict:
         """Keep only results up to ``iteration``; returns the last one kept."""
         trial_log = self.trial_logs.pop(trial.trial_id, None)
         if trial_log is not None:
             trial_log.close()
+        folder = self._local(trial.dir_name)
         kept = [
             r
-            for r in read_result_lines(trial.path)
+            for r in read_result_lines(folder)
             if int(r.get("training_iteration", 0)) <= iteration
         ]
         lines = b"".join(json.dumps(r).encode() + b"\n" for r in kept)
-        write_atomically(os.path.join(trial.path, RESULT_FILE), lines)
-        progress = os.path.join(trial.path, PROGRESS_FILE)
+        self._write(f"{trial.dir_name}/{RESULT_FILE}", lines)
+        progress = os.path.join(folder, PROGRESS_FILE)
         if os.path.exists(progress):
-            with open(progress, newline="") as f:
-                rows = [
-                    row
-                    for row in csv.DictReader(f)
-                    if int(float(row.get("training_iteration") or 0)) <= iteration
-                ]
-            columns = _read_csv_header(progress)
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-            write_atomically(progress, buffer.getvalue().encode())
+            self._write(
+                f"{trial.dir_name}/{PROGRESS_FILE}",
+                _progress_up_to(progress, iteration),
+            )
         return kept[-1] if kept else {}
 
     def flush_results(self) -> None:
@@ -169,8 +226,8 @@ class ExperimentStorage:
         if trial_log is not None:
             trial_log.close()
         if trial.status is TrialStatus.ERROR and trial.error:
-            with open(os.path.join(trial.path, "error.txt"), "w") as f:
-                f.write(trial.error)
+            self._write(f"{trial.dir_name}/error.txt", trial.error.encode())
+        self.sync(force=True)
 
     def write_state(
         self, experiment_id: str, name: str, trials: list[Trial], finished: bool
@@ -183,27 +240,95 @@ class ExperimentStorage:
             "trials": [t.to_state() for t in trials],
         }
         data = json.dumps(state, default=repr).encode()
-        write_atomically(os.path.join(self.path, STATE_FILE), data)
+        self._write(STATE_FILE, data)
+        if self.remote is not None:
+            fs, root = self.remote
+            fs.pipe_file(f"{root.rstrip('/')}/{STATE_FILE}", data)
+            self.dirty.discard(STATE_FILE)
 
     def write_searcher_state(self, state: dict) -> None:
-        write_atomically(
-            os.path.join(self.path, SEARCHER_FILE), cloudpickle.dumps(state)
-        )
+        self._write(SEARCHER_FILE, cloudpickle.dumps(state))
 
     def clone_checkpoint(
         self, source: CheckpointRecord, trial: Trial, dir_name: str
     ) -> None:
-        target = os.path.join(trial.path, dir_name)
-        shutil.copytree(source.path, f"{target}.partial", dirs_exist_ok=True)
-        os.replace(f"{target}.partial", target)
+        target = storage.join(trial.path, dir_name)
+        if self.remote is None:
+            shutil.copytree(source.path, f"{target}.partial", dirs_exist_ok=True)
+            os.replace(f"{target}.partial", target)
+            return
+        fs, _ = self.remote
+        fs.copy(
+            storage.fs_path(source.path, fs),
+            storage.fs_path(target, fs),
+            recursive=True,
+        )
+        fs.pipe_file(storage.fs_path(f"{target}/{CHECKPOINT_MARKER}", fs), b"")
 
     def delete_checkpoint(self, record: CheckpointRecord) -> None:
-        shutil.rmtree(record.path, ignore_errors=True)
+        if self.remote is None:
+            shutil.rmtree(record.path, ignore_errors=True)
+            return
+        fs, _ = self.remote
+        try:
+            fs.rm(storage.fs_path(record.path, fs), recursive=True)
+        except FileNotFoundError:
+            pass
 
     def close(self) -> None:
         for trial_log in self.trial_logs.values():
             trial_log.close()
         self.trial_logs.clear()
+        self.sync(force=True)
+
+    def download_for_restore(self) -> None:
+        """Bring a bucket experiment's files, but not its checkpoints, to the mirror."""
+        if self.remote is None:
+            return
+        fs, root = self.remote
+        root = root.rstrip("/")
+        for remote_file in fs.find(root):
+            relative = remote_file[len(root) + 1 :]
+            if "/checkpoint_" in f"/{relative}":
+                continue
+            local = self._local(relative)
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            fs.get_file(remote_file, local)
+
+    def whole_checkpoints(self, trial_dir_name: str) -> list[str]:
+        """Checkpoint folders of a trial that were completely written, oldest first."""
+        if self.remote is None:
+            return find_whole_checkpoints(self._local(trial_dir_name))
+        fs, root = self.remote
+        folder = f"{root.rstrip('/')}/{trial_dir_name}"
+        try:
+            entries = fs.ls(folder, detail=False)
+        except FileNotFoundError:
+            return []
+        names = sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
+        return [
+            n
+            for n in names
+            if _is_checkpoint_name(n) and fs.exists(f"{folder}/{n}/{CHECKPOINT_MARKER}")
+        ]
+
+
+def _progress_up_to(path: str, iteration: int) -> bytes:
+    with open(path, newline="") as f:
+        rows = [
+            row
+            for row in csv.DictReader(f)
+            if int(float(row.get("training_iteration") or 0)) <= iteration
+        ]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_read_csv_header(path))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def _is_checkpoint_name(name: str) -> bool:
+    return name.startswith("checkpoint_") and name[len("checkpoint_") :].isdigit()
 
 
 # ---- restore ----------------------------------------------------------------
@@ -286,7 +411,5 @@ def find_whole_checkpoints(trial_path: str) -> list[str]:
     return sorted(
         n
         for n in names
-        if n.startswith("checkpoint_")
-        and n[len("checkpoint_") :].isdigit()
-        and os.path.isdir(os.path.join(trial_path, n))
+        if _is_checkpoint_name(n) and os.path.isdir(os.path.join(trial_path, n))
     )

@@ -8,11 +8,13 @@ on workers with free resources.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import secrets
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 import cloudpickle
 
 from proto.generated import tune_pb2
+from tune_client import storage as storage_paths
 from tune_client.experiment import ExperimentSpec
 from tune_head import experiment_storage as es
 from tune_head.controller import (
@@ -88,8 +91,15 @@ class Head:
         heartbeat_interval_s: float = 1.0,
         heartbeat_timeout_s: float = 10.0,
         object_store_memory: int | None = None,
+        mirror_dir: str = "",
+        worker_storage: str = "auto",
     ) -> None:
         self.storage_path = storage_path
+        self.mirror_dir = mirror_dir or os.path.join(
+            tempfile.gettempdir(), "tune_head_mirrors"
+        )
+        self.worker_storage = worker_storage
+        self.hostname = socket.gethostname()
         self.objects = ObjectStore(object_dir, object_store_memory)
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
@@ -301,7 +311,7 @@ class Head:
         with self.lock:
             if not request.restore:
                 spec.name = self._unused_name(storage_path, spec.name, request)
-            path = os.path.join(storage_path, spec.name)
+            path = storage_paths.join(storage_path, spec.name)
             for exp in self.experiments.values():
                 if exp.path == path and not exp.finished:
                     raise ExperimentExistsError(
@@ -336,13 +346,18 @@ class Head:
         """Never start over an experiment already in storage."""
 
         def taken(candidate: str) -> bool:
-            return os.path.exists(os.path.join(storage_path, candidate, es.STATE_FILE))
+            state = storage_paths.join(storage_path, candidate, es.STATE_FILE)
+            if not storage_paths.is_uri(state):
+                return os.path.exists(state)
+            fs, fs_path = storage_paths.get_filesystem(state)
+            return fs.exists(fs_path)
 
         if not taken(name):
             return name
         if not request.name_is_default:
             raise ExperimentExistsError(
-                f"{os.path.join(storage_path, name)} already holds an experiment; "
+                f"{storage_paths.join(storage_path, name)} already holds an "
+                "experiment; "
                 "continue it with Tuner.restore(path, trainable) or choose another "
                 "RunConfig(name=...)."
             )
@@ -358,7 +373,7 @@ class Head:
         path: str,
     ) -> Experiment:
         experiment_id = secrets.token_hex(16)
-        storage = es.ExperimentStorage(path)
+        storage = self._storage_for(spec, path)
         storage.create(
             cloudpickle.dumps(spec), self.objects.read_bytes(spec.trainable_object_id)
         )
@@ -373,15 +388,16 @@ class Head:
     ) -> Experiment:
         from tune_head.restore import load_trials
 
-        state = es.read_state(path)
+        storage = self._storage_for(spec, path)
+        storage.download_for_restore()
+        state = es.read_state(storage.local_root)
         trials = load_trials(
-            path,
+            storage,
             state,
             resume_unfinished=request.resume_unfinished,
             resume_errored=request.resume_errored,
             restart_errored=request.restart_errored,
         )
-        storage = es.ExperimentStorage(path)
         storage.create(
             request.spec_pickle, self.objects.read_bytes(spec.trainable_object_id)
         )
@@ -390,14 +406,40 @@ class Head:
             spec,
             path,
             trials=trials,
-            searcher_state=es.read_searcher_state(path),
+            searcher_state=es.read_searcher_state(storage.local_root),
         )
         return Experiment(state["experiment_id"], controller, storage, b"")
+
+    def _storage_for(self, spec: ExperimentSpec, path: str) -> es.ExperimentStorage:
+        filesystem = spec.run_config.storage_filesystem
+        mirror = os.path.join(
+            self.mirror_dir, hashlib.sha1(path.encode()).hexdigest()[:16]
+        )
+        return es.ExperimentStorage(path, filesystem, mirror)
+
+    def trial_folder(self, trial_id: str) -> tuple[str, str]:
+        """A trial's folder on this machine, and its path in storage."""
+        with self.lock:
+            found = self._find_trial(trial_id)
+            if found is None or found[0].storage.is_remote:
+                raise KeyError(trial_id)
+            exp, trial = found
+            return os.path.join(exp.storage.local_root, trial.dir_name), trial.path
+
+    def holds_path(self, path: str) -> bool:
+        """True when ``path`` lies inside an experiment folder on this head's disk."""
+        path = os.path.normpath(path)
+        with self.lock:
+            return any(
+                not exp.storage.is_remote
+                and path.startswith(os.path.normpath(exp.path) + os.sep)
+                for exp in self.experiments.values()
+            )
 
     def stop_experiment(self, name_or_id: str, reason: str) -> str:
         with self.lock:
             exp = self._lookup(name_or_id)
-            exp.controller.stop(reason)
+            exp.controller.stop(reason, interrupt=True)
             self._apply_actions(exp)
             self._finish_if_done(exp)
             return exp.experiment_id
@@ -456,7 +498,7 @@ class Head:
                 exp.storage.write_params(action.trial)
 
     def _on_trial_changed(self, exp: Experiment, trial: Trial) -> None:
-        if not os.path.exists(os.path.join(trial.path, "params.pkl")):
+        if not exp.storage.has_params(trial):
             exp.storage.write_params(trial)
             exp.storage.write_searcher_state(exp.controller.searcher.get_state())
             exp.state_dirty = True
@@ -564,12 +606,34 @@ class Head:
             ),
             next_checkpoint_index=trial.next_checkpoint_index,
             resources=trial.resources,
+            storage_mode=self._storage_mode(exp, trial.worker_id),
+            storage_filesystem_pickle=(
+                cloudpickle.dumps(spec.run_config.storage_filesystem)
+                if spec.run_config.storage_filesystem is not None
+                else b""
+            ),
         )
+
+    def _storage_mode(self, exp: Experiment, worker_id: str) -> int:
+        """Whether a worker writes into storage itself or streams files to us.
+
+        A bucket is reached by every worker; a local folder only by workers on
+        this machine, unless the operator says storage is shared (--worker-
+        storage direct).
+        """
+        if self.worker_storage == "stream" and not exp.storage.is_remote:
+            return tune_pb2.STREAM_TO_HEAD
+        if self.worker_storage == "direct" or exp.storage.is_remote:
+            return tune_pb2.DIRECT
+        handle = self.workers.get(worker_id)
+        same_machine = handle is not None and handle.hostname == self.hostname
+        return tune_pb2.DIRECT if same_machine else tune_pb2.STREAM_TO_HEAD
 
     # ---- housekeeping ---------------------------------------------------------
 
     def _monitor_loop(self) -> None:
         while not self._closed.wait(STATE_WRITE_INTERVAL_S):
+            uploads = []
             with self.lock:
                 self._check_workers()
                 for exp in list(self.experiments.values()):
@@ -579,6 +643,22 @@ class Head:
                     self._apply_actions(exp)
                     if exp.state_dirty:
                         self._write_state(exp)
+                    uploads.append((exp, exp.storage.take_changes()))
+            for exp, changes in uploads:  # bucket writes happen outside the lock
+                self._push(exp, changes)
+
+    def _push(self, exp: Experiment, changes: list) -> None:
+        try:
+            exp.storage.push(changes)
+        except Exception as exc:  # noqa: BLE001 - retried on the next round
+            log.warning(
+                "syncing experiment %s to %s failed: %s; will retry",
+                exp.name,
+                exp.path,
+                exc,
+            )
+            with self.lock:
+                exp.storage.dirty.update(relative for relative, _ in changes)
 
     def _check_workers(self) -> None:
         now = time.monotonic()

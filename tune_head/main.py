@@ -23,6 +23,7 @@ from tune_client.daemon import (
     on_termination,
     setup_logging,
 )
+from tune_client.storage import normalize_local
 from tune_head.head import Head
 from tune_head.service import HeadService
 
@@ -43,6 +44,8 @@ class HeadConfig:
     parent_pid: int
     grace_period_s: float
     port_file: str | None = None
+    worker_storage: str = "auto"
+    mirror_dir: str = ""
 
 
 def parse_config(argv: list[str] | None = None) -> HeadConfig:
@@ -75,6 +78,19 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
     parser.add_flag(
         "--port-file", default=None, help="write the bound port here (for --port 0)"
     )
+    parser.add_flag(
+        "--worker-storage",
+        choices=("auto", "direct", "stream"),
+        default="auto",
+        help="how workers store trial files in a local --storage folder: 'direct' "
+        "when every worker mounts it at the same path, 'stream' to send them to "
+        "the head, 'auto' streams from workers on other machines",
+    )
+    parser.add_flag(
+        "--mirror-dir",
+        default="",
+        help="where results for bucket storage are kept before each upload",
+    )
     args = parser.parse_args(argv)
     if not args.token:
         parser.error(
@@ -88,7 +104,7 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
     return HeadConfig(
         host=args.host,
         port=args.port,
-        storage=os.path.abspath(os.path.expanduser(storage)),
+        storage=normalize_local(storage),
         token=args.token,
         object_dir=object_dir,
         object_store_memory=args.object_store_memory or default_object_memory(),
@@ -98,6 +114,8 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
         parent_pid=args.parent_pid,
         grace_period_s=args.grace_period,
         port_file=args.port_file,
+        worker_storage=args.worker_storage,
+        mirror_dir=args.mirror_dir,
     )
 
 
@@ -112,6 +130,8 @@ def serve(config: HeadConfig) -> None:
         config.object_dir,
         heartbeat_timeout_s=config.heartbeat_timeout_s,
         object_store_memory=config.object_store_memory,
+        mirror_dir=config.mirror_dir,
+        worker_storage=config.worker_storage,
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="head-rpc"),

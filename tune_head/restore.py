@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 
+from tune_client import storage as storage_paths
 from tune_head import experiment_storage as es
 from tune_head.trial import CheckpointRecord, Trial, TrialStatus
 
 
 def load_trials(
-    experiment_path: str,
+    storage: es.ExperimentStorage,
     state: dict,
     *,
     resume_unfinished: bool,
@@ -24,22 +25,27 @@ def load_trials(
 ) -> list[Trial]:
     trials = []
     for record in state["trials"]:
-        trial = _load_trial(experiment_path, record)
-        _choose_status(trial, resume_unfinished, resume_errored, restart_errored)
+        trial = _load_trial(storage, record)
+        local_folder = os.path.join(storage.local_root, trial.dir_name)
+        _choose_status(
+            trial, local_folder, resume_unfinished, resume_errored, restart_errored
+        )
         trials.append(trial)
     return trials
 
 
-def _load_trial(experiment_path: str, record: dict) -> Trial:
-    path = os.path.join(experiment_path, record["dir_name"])
-    es.truncate_torn_line(path)
-    results = es.read_result_lines(path)
+def _load_trial(storage: es.ExperimentStorage, record: dict) -> Trial:
+    """A trial's record, read from the local copy of its folder."""
+    local = os.path.join(storage.local_root, record["dir_name"])
+    path = storage_paths.join(storage.path, record["dir_name"])
+    es.truncate_torn_line(local)
+    results = es.read_result_lines(local)
     trial = Trial(
         trial_id=record["trial_id"],
         trial_name=record["trial_name"],
         dir_name=record["dir_name"],
         path=path,
-        config=es.read_trial_params(path),
+        config=es.read_trial_params(local),
         resources=record.get("resources") or {"cpu": 1.0},
         status=TrialStatus(record["status"]),
         num_failures=int(record.get("num_failures", 0)),
@@ -49,7 +55,8 @@ def _load_trial(experiment_path: str, record: dict) -> Trial:
         trial.last_result = results[-1]
         trial.last_result_json = json.dumps(results[-1]).encode()
         trial.last_iteration = max(int(r.get("training_iteration", 0)) for r in results)
-    trial.checkpoints = _checkpoints(path, record, results)
+    whole = storage.whole_checkpoints(record["dir_name"])
+    trial.checkpoints = _checkpoints(path, whole, record, results)
     if trial.checkpoints:
         last = trial.checkpoints[-1].dir_name
         trial.next_checkpoint_index = int(last.rsplit("_", 1)[-1]) + 1
@@ -60,7 +67,7 @@ def _load_trial(experiment_path: str, record: dict) -> Trial:
 
 
 def _checkpoints(
-    path: str, record: dict, results: list[dict]
+    path: str, whole: list[str], record: dict, results: list[dict]
 ) -> list[CheckpointRecord]:
     """The recorded checkpoints still on disk, plus whole ones written later."""
     by_name = {
@@ -69,10 +76,10 @@ def _checkpoints(
     }
     result_for = {r.get("checkpoint_dir_name"): r for r in results}
     checkpoints = []
-    for dir_name in es.find_whole_checkpoints(path):
+    for dir_name in whole:
         known = by_name.get(dir_name)
         if known is not None:
-            known.path = os.path.join(path, dir_name)
+            known.path = storage_paths.join(path, dir_name)
             checkpoints.append(known)
             continue
         result = result_for.get(dir_name)
@@ -81,7 +88,7 @@ def _checkpoints(
         checkpoints.append(
             CheckpointRecord(
                 dir_name,
-                os.path.join(path, dir_name),
+                storage_paths.join(path, dir_name),
                 int(result.get("training_iteration", 0)),
                 result,
             )
@@ -90,11 +97,15 @@ def _checkpoints(
 
 
 def _choose_status(
-    trial: Trial, resume_unfinished: bool, resume_errored: bool, restart_errored: bool
+    trial: Trial,
+    local_folder: str,
+    resume_unfinished: bool,
+    resume_errored: bool,
+    restart_errored: bool,
 ) -> None:
     if trial.status is TrialStatus.ERROR:
         if restart_errored:
-            _set_aside_results(trial.path)
+            _set_aside_results(local_folder)
             trial.checkpoints = []
             trial.last_iteration = 0
             trial.status, trial.error = TrialStatus.PENDING, ""

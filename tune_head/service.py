@@ -8,6 +8,7 @@ maps them back to its own exceptions.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 
@@ -15,6 +16,7 @@ import grpc
 
 from proto.generated import tune_pb2, tune_pb2_grpc
 from tune_head import experiment_storage as es
+from tune_head import file_transfer
 from tune_head.head import ExperimentExistsError, Head, UnknownExperimentError
 from tune_head.object_store import ObjectHashMismatch
 
@@ -152,3 +154,26 @@ class HeadService(tune_pb2_grpc.HeadServicer):
 
     def GetClusterStatus(self, request, context):
         return self.head.cluster_status()
+
+    def UploadTrialFiles(self, request_iterator, context):
+        first = next(request_iterator, None)
+        if first is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no files sent")
+        try:
+            trial_folder, stored_path = self.head.trial_folder(first.trial_id)
+        except KeyError:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no trial {first.trial_id}")
+        try:
+            file_transfer.receive(request_iterator, trial_folder, first)
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        path = f"{stored_path}/{first.folder}" if first.folder else stored_path
+        return tune_pb2.UploadTrialFilesReply(path=path)
+
+    def DownloadCheckpoint(self, request, context):
+        if not self.head.holds_path(request.path) or not os.path.isdir(request.path):
+            context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"{request.path} is not a checkpoint of an experiment on this head",
+            )
+        yield from file_transfer.send(request.path)

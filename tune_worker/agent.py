@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import random
+import shutil
 import socket
 import threading
 import time
@@ -25,10 +26,17 @@ import grpc
 from proto.generated import tune_pb2, tune_pb2_grpc
 from tune_client import storage
 from tune_client.auth import GRPC_OPTIONS, token_metadata
+from tune_client.file_transfer import file_chunks, write_chunks
 from tune_client.session import TrialStart
-from tune_worker.object_cache import ObjectCache
+from tune_worker.object_cache import ObjectCache, default_directory
 from tune_worker.trial_processes import TrialProcesses
-from tune_worker.uploader import CheckpointUpload, TrialEnd, Uploader
+from tune_worker.uploader import (
+    CheckpointUpload,
+    StorageTarget,
+    TrialEnd,
+    TrialFilesUpload,
+    Uploader,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,8 @@ class WorkerConfig:
     work_dir: str
     worker_id: str
     node_ip: str
+    object_cache_dir: str = ""  # empty: /dev/shm, else <work_dir>/objects
+    object_cache_memory: int | None = None
 
 
 class WorkerAgent:
@@ -57,9 +67,13 @@ class WorkerAgent:
         self.config = config
         self.metadata = token_metadata(config.token)
         self.processes = TrialProcesses()
-        self.uploader = Uploader(self._send)
+        self.uploader = Uploader(self._send, self._stream_upload)
+        fallback = os.path.join(config.work_dir, "objects")
         self.objects = ObjectCache(
-            os.path.join(config.work_dir, "objects"), self._fetch_object
+            config.object_cache_dir or default_directory(fallback),
+            self._fetch_object,
+            config.object_cache_memory,
+            fallback_dir=fallback,
         )
         self._stopping = threading.Event()
         self._stream_queue: queue.SimpleQueue | None = None
@@ -109,6 +123,7 @@ class WorkerAgent:
         while self.processes.running and time.monotonic() < deadline:
             time.sleep(0.05)
         self.uploader.drain(timeout=30)
+        self.objects.close()
         self._stopping.set()
         if self._stream_queue is not None:
             self._stream_queue.put(None)
@@ -124,6 +139,8 @@ class WorkerAgent:
         try:
             self._stub = tune_pb2_grpc.HeadStub(channel)
             reply = self._register()
+            same_machine = reply.head_hostname == socket.gethostname()
+            self.objects.use_head_directory(reply.object_dir if same_machine else "")
             for trial_id in reply.stale_trial_ids:
                 self.processes.stop(trial_id, "the head no longer runs this trial")
             self._stream_queue = stream_queue = queue.SimpleQueue()
@@ -192,6 +209,28 @@ class WorkerAgent:
                 return
         stream_queue.put(message)
 
+    def _stream_upload(self, trial_id: str, folder: str, local_dir: str) -> str:
+        """Send a folder to the head, for storage only it sees; its stored path."""
+        stub = self._stub
+        if stub is None:
+            raise ConnectionError("not connected to the head")
+        reply = stub.UploadTrialFiles(
+            file_chunks(trial_id, folder, local_dir), metadata=self.metadata
+        )
+        return reply.path
+
+    def _download_checkpoint(self, command: tune_pb2.StartTrial) -> str:
+        """Fetch the checkpoint to resume from out of the head's storage."""
+        name = command.restore_checkpoint_path.rstrip("/").rsplit("/", 1)[-1]
+        local = os.path.join(self.config.work_dir, "restore", command.trial_id, name)
+        shutil.rmtree(local, ignore_errors=True)
+        chunks = self._stub.DownloadCheckpoint(
+            tune_pb2.DownloadCheckpointRequest(path=command.restore_checkpoint_path),
+            metadata=self.metadata,
+        )
+        write_chunks(chunks, local)
+        return local
+
     def _fetch_object(self, object_id: str):
         return self._stub.GetObject(
             tune_pb2.GetObjectRequest(object_id=object_id), metadata=self.metadata
@@ -221,10 +260,12 @@ class WorkerAgent:
 
     def _start_trial(self, command: tune_pb2.StartTrial) -> None:
         try:
-            trainable_path = self.objects.ensure(command.trainable_object_id)
-            for object_id in command.object_ids:
-                self.objects.ensure(object_id)
+            paths = self.objects.acquire(
+                command.trial_id, [command.trainable_object_id, *command.object_ids]
+            )
+            trainable_path = paths[command.trainable_object_id]
             if self._stopping.is_set() or self.processes.shutting_down:
+                self.objects.release(command.trial_id)
                 self.uploader.put(
                     TrialEnd(
                         command.trial_id,
@@ -233,9 +274,12 @@ class WorkerAgent:
                     )
                 )
                 return
-            self.processes.start(self._trial_start(command, trainable_path))
+            start = self._trial_start(command, trainable_path)
+            start.object_paths = paths
+            self.processes.start(start)
         except Exception as exc:
             log.exception("trial %s could not start", command.trial_id)
+            self.objects.release(command.trial_id)
             self.uploader.put(
                 TrialEnd(
                     command.trial_id,
@@ -245,8 +289,21 @@ class WorkerAgent:
             )
 
     def _trial_start(self, command: tune_pb2.StartTrial, trainable_path: str):
+        stream = command.storage_mode == tune_pb2.STREAM_TO_HEAD
+        filesystem = (
+            cloudpickle.loads(command.storage_filesystem_pickle)
+            if command.storage_filesystem_pickle
+            else None
+        )
+        restore_path = command.restore_checkpoint_path
+        checkpoint_filesystem = filesystem
+        if stream and restore_path:
+            restore_path, checkpoint_filesystem = (
+                self._download_checkpoint(command),
+                None,
+            )
         trial_dir = command.trial_path
-        if storage.is_uri(trial_dir):
+        if stream or filesystem is not None or storage.is_uri(trial_dir):
             trial_dir = os.path.join(
                 self.config.work_dir,
                 "trials",
@@ -265,11 +322,14 @@ class WorkerAgent:
             staging_dir=os.path.join(self.config.work_dir, "staging", command.trial_id),
             config=cloudpickle.loads(command.config_pickle),
             resources=dict(command.resources),
-            restore_checkpoint_path=command.restore_checkpoint_path,
+            restore_checkpoint_path=restore_path,
             restore_iteration=command.restore_iteration,
             restore_time_total_s=command.restore_time_total_s,
             next_checkpoint_index=command.next_checkpoint_index,
             node_ip=self.config.node_ip,
+            stream_to_head=stream,
+            storage_filesystem=filesystem,
+            checkpoint_filesystem=checkpoint_filesystem,
         )
 
     # ---- results from trial processes ---------------------------------------
@@ -288,15 +348,24 @@ class WorkerAgent:
                             trial.trial_id,
                             dir_name,
                             staged,
-                            trial.start.trial_path,
+                            _storage_target(trial.start),
                             metrics_json,
                         )
                     )
             for trial, outcome, error in collected.ended:
-                log.info("trial %s ended: %s", trial.start.trial_name, outcome)
-                self.uploader.put(
-                    TrialEnd(trial.trial_id, _OUTCOME_TO_PROTO[outcome], error)
+                self._on_trial_ended(trial, outcome, error)
+
+    def _on_trial_ended(self, trial, outcome: str, error: str) -> None:
+        log.info("trial %s ended: %s", trial.start.trial_name, outcome)
+        self.objects.release(trial.trial_id)
+        start = trial.start
+        if start.trial_dir != start.trial_path:
+            self.uploader.put(
+                TrialFilesUpload(
+                    trial.trial_id, start.trial_dir, _storage_target(start)
                 )
+            )
+        self.uploader.put(TrialEnd(trial.trial_id, _OUTCOME_TO_PROTO[outcome], error))
 
     def _send_results(self, results) -> None:
         with self._send_lock:
@@ -310,6 +379,12 @@ class WorkerAgent:
             ],
         )
         self._send(tune_pb2.WorkerMessage(results=batch))
+
+
+def _storage_target(start: TrialStart) -> StorageTarget:
+    return StorageTarget(
+        start.trial_path, start.stream_to_head, start.storage_filesystem
+    )
 
 
 def _drain_queue(stream_queue: queue.SimpleQueue):

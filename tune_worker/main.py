@@ -40,6 +40,17 @@ def parse_config(
     )
     parser.add_flag("--work-dir", default=None, help="staging and object cache")
     parser.add_flag("--worker-id", default=None, help="stable id across restarts")
+    parser.add_flag(
+        "--object-cache-memory",
+        type=int,
+        default=None,
+        help="bytes of objects this machine's cache keeps (default: 30%% of memory)",
+    )
+    parser.add_flag(
+        "--object-cache-dir",
+        default="",
+        help="the machine's object cache (default: /dev/shm/tune-objects-<uid>)",
+    )
     parser.add_flag("--node-ip", default=None, help="this machine's address")
     parser.add_flag("--log-level", default="INFO")
     parser.add_flag("--log-file", default=None)
@@ -53,6 +64,9 @@ def parse_config(
         or os.path.join(tempfile.gettempdir(), f"tune_worker_{os.getpid()}"),
         worker_id=args.worker_id or f"{socket.gethostname()}-{secrets.token_hex(3)}",
         node_ip=args.node_ip or _node_ip_towards(args.head),
+        object_cache_dir=args.object_cache_dir,
+        object_cache_memory=args.object_cache_memory
+        or int(psutil.virtual_memory().total * 0.3),
     )
     return config, args
 

@@ -1,10 +1,16 @@
-"""Moving staged checkpoints into storage, in order, off the trial's path.
+"""Moving staged checkpoints and trial files into storage, in order.
 
 A trial's checkpoint is copied to the worker's staging folder before
-``report`` returns; this thread then moves it into the trial's folder in
-storage (a rename when both are on one disk) and tells the head it is whole.
-A trial's end is queued behind its uploads, so the head hears of the end
-only after every checkpoint the trial reported is in storage.
+``report`` returns; this thread then puts it into the trial's folder in
+storage and tells the head it is whole. Three routes, chosen by the head:
+
+- a local folder the worker shares with the head: a rename when both are on
+  one disk, so the checkpoint is never copied twice;
+- a bucket (any fsspec URI): the files, then a marker written last;
+- a folder only the head sees: the files are streamed to the head.
+
+A trial's end is queued behind its uploads and behind the upload of the files
+it wrote, so the head hears of the end only when all of it is in storage.
 """
 
 from __future__ import annotations
@@ -18,12 +24,30 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from proto.generated import tune_pb2
 from tune_client import storage
+from tune_client.storage import CHECKPOINT_MARKER
 
 log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (0.5, 1, 2, 4, 8)
+
+# (trial_id, folder under the trial's folder or "", local folder) -> stored path
+StreamUpload = Callable[[str, str, str], str]
+
+
+@dataclass
+class StorageTarget:
+    """Where one trial's files go, and how."""
+
+    trial_path: str
+    stream_to_head: bool = False
+    filesystem: Any = None
+
+    @property
+    def is_remote(self) -> bool:
+        return self.filesystem is not None or storage.is_uri(self.trial_path)
 
 
 @dataclass
@@ -31,8 +55,17 @@ class CheckpointUpload:
     trial_id: str
     dir_name: str
     staged_path: str
-    trial_path: str
+    target: StorageTarget
     metrics_json: bytes
+
+
+@dataclass
+class TrialFilesUpload:
+    """The files a trial wrote in a working folder that is not its storage folder."""
+
+    trial_id: str
+    local_dir: str
+    target: StorageTarget
 
 
 @dataclass
@@ -43,13 +76,18 @@ class TrialEnd:
 
 
 class Uploader:
-    def __init__(self, send: Callable[[tune_pb2.WorkerMessage], None]) -> None:
+    def __init__(
+        self,
+        send: Callable[[tune_pb2.WorkerMessage], None],
+        stream_upload: StreamUpload,
+    ) -> None:
         self._send = send
+        self._stream_upload = stream_upload
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="uploader", daemon=True)
         self._thread.start()
 
-    def put(self, item: CheckpointUpload | TrialEnd) -> None:
+    def put(self, item: CheckpointUpload | TrialFilesUpload | TrialEnd) -> None:
         self._queue.put(item)
 
     def drain(self, timeout: float) -> bool:
@@ -63,74 +101,105 @@ class Uploader:
         while True:
             item = self._queue.get()
             try:
-                if isinstance(item, CheckpointUpload):
-                    self._upload_with_retries(item)
-                else:
-                    self._send(
-                        tune_pb2.WorkerMessage(
-                            trial_ended=tune_pb2.TrialEnded(
-                                trial_id=item.trial_id,
-                                outcome=item.outcome,
-                                error=item.error,
-                            )
-                        )
-                    )
+                self._handle(item)
             except Exception:
                 log.exception("handling %r failed", item)
             finally:
                 self._queue.task_done()
 
-    def _upload_with_retries(self, item: CheckpointUpload) -> None:
-        for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
+    def _handle(self, item: CheckpointUpload | TrialFilesUpload | TrialEnd) -> None:
+        if isinstance(item, CheckpointUpload):
+            self._upload_checkpoint(item)
+        elif isinstance(item, TrialFilesUpload):
+            self._with_retries(
+                f"the files of trial {item.trial_id}",
+                lambda: self._upload_trial_files(item),
+            )
+        else:
+            ended = tune_pb2.TrialEnded(
+                trial_id=item.trial_id, outcome=item.outcome, error=item.error
+            )
+            self._send(tune_pb2.WorkerMessage(trial_ended=ended))
+
+    def _with_retries(self, what: str, action: Callable[[], Any]) -> Any:
+        """Run ``action``, retrying with backoff; re-raise after the last try."""
+        for attempt, delay in enumerate((*RETRY_DELAYS_S, None), start=1):
             try:
-                target = persist(item.staged_path, item.trial_path, item.dir_name)
-                break
-            except OSError as exc:
+                return action()
+            except Exception as exc:
                 if delay is None:
-                    log.error(
-                        "checkpoint %s of trial %s was not uploaded: %s",
-                        item.dir_name,
-                        item.trial_id,
-                        exc,
-                    )
-                    return
+                    log.error("uploading %s failed for good: %s", what, exc)
+                    raise
                 log.warning(
-                    "uploading %s failed (attempt %d): %s; retrying",
-                    item.dir_name,
-                    attempt + 1,
+                    "uploading %s failed (attempt %d): %s; retrying in %.1f s",
+                    what,
+                    attempt,
                     exc,
+                    delay,
                 )
                 time.sleep(delay)
+        return None
+
+    def _upload_checkpoint(self, item: CheckpointUpload) -> None:
+        what = f"{item.dir_name} of trial {item.trial_id}"
+        try:
+            path = self._with_retries(what, lambda: self._persist(item))
+        except Exception:
+            return  # logged; the trial goes on without this checkpoint
         iteration = json.loads(item.metrics_json).get("training_iteration", 0)
-        self._send(
-            tune_pb2.WorkerMessage(
-                checkpoint=tune_pb2.CheckpointPersisted(
-                    trial_id=item.trial_id,
-                    dir_name=item.dir_name,
-                    path=target,
-                    training_iteration=int(iteration),
-                    metrics_json=item.metrics_json,
-                )
-            )
+        persisted = tune_pb2.CheckpointPersisted(
+            trial_id=item.trial_id,
+            dir_name=item.dir_name,
+            path=path,
+            training_iteration=int(iteration),
+            metrics_json=item.metrics_json,
         )
+        self._send(tune_pb2.WorkerMessage(checkpoint=persisted))
+
+    def _persist(self, item: CheckpointUpload) -> str:
+        target = item.target
+        if target.stream_to_head:
+            path = self._stream_upload(item.trial_id, item.dir_name, item.staged_path)
+            shutil.rmtree(item.staged_path, ignore_errors=True)
+            return path
+        if target.is_remote:
+            return put_in_bucket(
+                item.staged_path, target.trial_path, item.dir_name, target.filesystem
+            )
+        return move_into_folder(item.staged_path, target.trial_path, item.dir_name)
+
+    def _upload_trial_files(self, item: TrialFilesUpload) -> None:
+        if not os.path.isdir(item.local_dir) or not os.listdir(item.local_dir):
+            return
+        target = item.target
+        if target.stream_to_head:
+            self._stream_upload(item.trial_id, "", item.local_dir)
+            return
+        fs, fs_path = storage.get_filesystem(target.trial_path, target.filesystem)
+        fs.put(item.local_dir.rstrip("/") + "/", fs_path, recursive=True)
 
 
-def persist(staged_path: str, trial_path: str, dir_name: str) -> str:
-    """Put a staged checkpoint folder into storage whole; returns its path there."""
-    target = storage.join(trial_path, dir_name)
-    if storage.is_uri(trial_path):
-        fs, fs_path = storage.get_filesystem(target)
-        fs.put(staged_path.rstrip("/") + "/", fs_path, recursive=True)
-        shutil.rmtree(staged_path, ignore_errors=True)
-        return target
+def put_in_bucket(staged: str, trial_path: str, dir_name: str, filesystem) -> str:
+    """Upload a staged checkpoint, then its marker: readers trust the marker."""
+    target = f"{trial_path.rstrip('/')}/{dir_name}"
+    fs, fs_path = storage.get_filesystem(target, filesystem)
+    fs.put(staged.rstrip("/") + "/", fs_path, recursive=True)
+    fs.pipe_file(f"{fs_path}/{CHECKPOINT_MARKER}", b"")
+    shutil.rmtree(staged, ignore_errors=True)
+    return target
+
+
+def move_into_folder(staged: str, trial_path: str, dir_name: str) -> str:
+    """Put a staged checkpoint into a local folder whole, by renaming into place."""
+    target = os.path.join(trial_path, dir_name)
     os.makedirs(trial_path, exist_ok=True)
     partial = f"{target}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        os.rename(staged_path, partial)
+        os.rename(staged, partial)
     except OSError:
-        shutil.copytree(staged_path, partial)
-        shutil.rmtree(staged_path, ignore_errors=True)
+        shutil.copytree(staged, partial)
+        shutil.rmtree(staged, ignore_errors=True)
     if os.path.exists(target):
         shutil.rmtree(target)
     os.rename(partial, target)

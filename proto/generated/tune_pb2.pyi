@@ -15,6 +15,11 @@ class TrialOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STOPPED: _ClassVar[TrialOutcome]
     INTERRUPTED: _ClassVar[TrialOutcome]
 
+class StorageMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DIRECT: _ClassVar[StorageMode]
+    STREAM_TO_HEAD: _ClassVar[StorageMode]
+
 class TrialStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     STATUS_UNSPECIFIED: _ClassVar[TrialStatus]
@@ -28,6 +33,8 @@ FINISHED: TrialOutcome
 ERRORED: TrialOutcome
 STOPPED: TrialOutcome
 INTERRUPTED: TrialOutcome
+DIRECT: StorageMode
+STREAM_TO_HEAD: StorageMode
 STATUS_UNSPECIFIED: TrialStatus
 PENDING: TrialStatus
 RUNNING: TrialStatus
@@ -147,7 +154,7 @@ class HeadCommand(_message.Message):
     def __init__(self, start_trial: _Optional[_Union[StartTrial, _Mapping]] = ..., stop_trial: _Optional[_Union[StopTrial, _Mapping]] = ..., results_ack: _Optional[_Union[ResultsAck, _Mapping]] = ...) -> None: ...
 
 class StartTrial(_message.Message):
-    __slots__ = ("experiment_id", "experiment_name", "trial_id", "trial_name", "trainable_object_id", "object_ids", "config_pickle", "trial_path", "restore_checkpoint_path", "restore_iteration", "restore_time_total_s", "next_checkpoint_index", "resources")
+    __slots__ = ("experiment_id", "experiment_name", "trial_id", "trial_name", "trainable_object_id", "object_ids", "config_pickle", "trial_path", "restore_checkpoint_path", "restore_iteration", "restore_time_total_s", "next_checkpoint_index", "resources", "storage_mode", "storage_filesystem_pickle")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +175,8 @@ class StartTrial(_message.Message):
     RESTORE_TIME_TOTAL_S_FIELD_NUMBER: _ClassVar[int]
     NEXT_CHECKPOINT_INDEX_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_MODE_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FILESYSTEM_PICKLE_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     experiment_name: str
     trial_id: str
@@ -181,7 +190,35 @@ class StartTrial(_message.Message):
     restore_time_total_s: float
     next_checkpoint_index: int
     resources: _containers.ScalarMap[str, float]
-    def __init__(self, experiment_id: _Optional[str] = ..., experiment_name: _Optional[str] = ..., trial_id: _Optional[str] = ..., trial_name: _Optional[str] = ..., trainable_object_id: _Optional[str] = ..., object_ids: _Optional[_Iterable[str]] = ..., config_pickle: _Optional[bytes] = ..., trial_path: _Optional[str] = ..., restore_checkpoint_path: _Optional[str] = ..., restore_iteration: _Optional[int] = ..., restore_time_total_s: _Optional[float] = ..., next_checkpoint_index: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    storage_mode: StorageMode
+    storage_filesystem_pickle: bytes
+    def __init__(self, experiment_id: _Optional[str] = ..., experiment_name: _Optional[str] = ..., trial_id: _Optional[str] = ..., trial_name: _Optional[str] = ..., trainable_object_id: _Optional[str] = ..., object_ids: _Optional[_Iterable[str]] = ..., config_pickle: _Optional[bytes] = ..., trial_path: _Optional[str] = ..., restore_checkpoint_path: _Optional[str] = ..., restore_iteration: _Optional[int] = ..., restore_time_total_s: _Optional[float] = ..., next_checkpoint_index: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., storage_mode: _Optional[_Union[StorageMode, str]] = ..., storage_filesystem_pickle: _Optional[bytes] = ...) -> None: ...
+
+class FileChunk(_message.Message):
+    __slots__ = ("trial_id", "folder", "relative_path", "data", "last_of_file")
+    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    FOLDER_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_PATH_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LAST_OF_FILE_FIELD_NUMBER: _ClassVar[int]
+    trial_id: str
+    folder: str
+    relative_path: str
+    data: bytes
+    last_of_file: bool
+    def __init__(self, trial_id: _Optional[str] = ..., folder: _Optional[str] = ..., relative_path: _Optional[str] = ..., data: _Optional[bytes] = ..., last_of_file: _Optional[bool] = ...) -> None: ...
+
+class UploadTrialFilesReply(_message.Message):
+    __slots__ = ("path",)
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    def __init__(self, path: _Optional[str] = ...) -> None: ...
+
+class DownloadCheckpointRequest(_message.Message):
+    __slots__ = ("path",)
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    def __init__(self, path: _Optional[str] = ...) -> None: ...
 
 class StopTrial(_message.Message):
     __slots__ = ("trial_id", "reason")

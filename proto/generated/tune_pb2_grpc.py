@@ -81,6 +81,16 @@ class HeadStub:
                 request_serializer=tune__pb2.GetClusterStatusRequest.SerializeToString,
                 response_deserializer=tune__pb2.ClusterStatus.FromString,
                 _registered_method=True)
+        self.UploadTrialFiles = channel.stream_unary(
+                '/tune.Head/UploadTrialFiles',
+                request_serializer=tune__pb2.FileChunk.SerializeToString,
+                response_deserializer=tune__pb2.UploadTrialFilesReply.FromString,
+                _registered_method=True)
+        self.DownloadCheckpoint = channel.unary_stream(
+                '/tune.Head/DownloadCheckpoint',
+                request_serializer=tune__pb2.DownloadCheckpointRequest.SerializeToString,
+                response_deserializer=tune__pb2.FileChunk.FromString,
+                _registered_method=True)
 
 
 class HeadServicer:
@@ -147,6 +157,20 @@ class HeadServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadTrialFiles(self, request_iterator, context):
+        """Trial files for storage only the head can see: a worker uploads a
+        checkpoint or a trial's files, and downloads a checkpoint to resume from.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadCheckpoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HeadServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -194,6 +218,16 @@ def add_HeadServicer_to_server(servicer, server):
                     servicer.GetClusterStatus,
                     request_deserializer=tune__pb2.GetClusterStatusRequest.FromString,
                     response_serializer=tune__pb2.ClusterStatus.SerializeToString,
+            ),
+            'UploadTrialFiles': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadTrialFiles,
+                    request_deserializer=tune__pb2.FileChunk.FromString,
+                    response_serializer=tune__pb2.UploadTrialFilesReply.SerializeToString,
+            ),
+            'DownloadCheckpoint': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadCheckpoint,
+                    request_deserializer=tune__pb2.DownloadCheckpointRequest.FromString,
+                    response_serializer=tune__pb2.FileChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -441,6 +475,60 @@ class Head:
             '/tune.Head/GetClusterStatus',
             tune__pb2.GetClusterStatusRequest.SerializeToString,
             tune__pb2.ClusterStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadTrialFiles(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/tune.Head/UploadTrialFiles',
+            tune__pb2.FileChunk.SerializeToString,
+            tune__pb2.UploadTrialFilesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tune.Head/DownloadCheckpoint',
+            tune__pb2.DownloadCheckpointRequest.SerializeToString,
+            tune__pb2.FileChunk.FromString,
             options,
             channel_credentials,
             insecure,

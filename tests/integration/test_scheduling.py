@@ -108,7 +108,12 @@ def sampled(config):
 
 
 class StopAfterTwo(tune.Callback):
-    """Stops the experiment on the head, as `tune stop` does, after two trials."""
+    """Stops the experiment on the head, as `tune stop` does, after two trials.
+
+    Tuner.restore brings callbacks back; this one fires only in the first run.
+    """
+
+    fired = False
 
     def __init__(self) -> None:
         self.completed = 0
@@ -117,7 +122,8 @@ class StopAfterTwo(tune.Callback):
         from tune_client import cluster
 
         self.completed += 1
-        if self.completed == 2:
+        if self.completed == 2 and not StopAfterTwo.fired:
+            StopAfterTwo.fired = True
             cluster.get_client().stop_experiment("searched")
 
 

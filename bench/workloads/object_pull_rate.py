@@ -1,0 +1,116 @@
+"""Object transfer rates over loopback: upload to the head, pull to a worker.
+
+Not a Ray comparison (so not in run.py's WORKLOADS): it starts one tune-head,
+uploads a random object of ``BENCH_OBJECT_MB`` (default 1024) megabytes with
+the client's ``put_object``, then pulls it three ways and prints each rate:
+the gRPC stream alone, the stream into a worker's object cache (hash checked,
+written to /dev/shm), and a cache that shares the head's machine (mapped from
+the head's folder, no copy).
+
+    .venv/bin/python bench/workloads/object_pull_rate.py
+"""
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import grpc
+import numpy as np
+
+from proto.generated import tune_pb2, tune_pb2_grpc
+from tune_client import object_codec
+from tune_client.auth import GRPC_OPTIONS, token_metadata
+from tune_client.cluster import HeadClient
+from tune_worker.object_cache import ObjectCache
+
+SIZE = int(os.environ.get("BENCH_OBJECT_MB", "1024")) * 1_000_000
+
+
+def start_head(folder: str, token: str) -> tuple[subprocess.Popen, str]:
+    port_file = os.path.join(folder, "port")
+    head = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tune_head",
+            "--port",
+            "0",
+            "--port-file",
+            port_file,
+            "--token",
+            token,
+            "--object-dir",
+            os.path.join(folder, "objects"),
+            "--storage",
+            folder,
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not os.path.exists(port_file):
+        if time.monotonic() > deadline or head.poll() is not None:
+            raise SystemExit("tune-head did not start")
+        time.sleep(0.05)
+    with open(port_file) as f:
+        return head, f"127.0.0.1:{f.read().strip()}"
+
+
+def rate(label: str, seconds: float) -> None:
+    print(f"{label:42} {SIZE / seconds / 1e9:6.2f} GB/s ({seconds:.2f} s)")
+
+
+def main() -> None:
+    token = secrets.token_hex(8)
+    with tempfile.TemporaryDirectory() as folder:
+        head, address = start_head(folder, token)
+        try:
+            client = HeadClient(address, token, embedded=None)
+            client.wait_ready()
+            data = np.random.default_rng(0).bytes(SIZE)
+            encoded = object_codec.encode_bytes(data)
+            started = time.perf_counter()
+            client.put_object(encoded)
+            rate("upload (client -> head)", time.perf_counter() - started)
+            measure_pulls(address, token, encoded.object_id, folder)
+        finally:
+            head.terminate()
+            head.wait()
+
+
+def measure_pulls(address: str, token: str, object_id: str, folder: str) -> None:
+    channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
+    stub = tune_pb2_grpc.HeadStub(channel)
+
+    def fetch(oid: str):
+        request = tune_pb2.GetObjectRequest(object_id=oid)
+        return stub.GetObject(request, metadata=token_metadata(token))
+
+    started = time.perf_counter()
+    received = sum(len(chunk.data) for chunk in fetch(object_id))
+    assert received == SIZE
+    rate("pull, gRPC stream only", time.perf_counter() - started)
+
+    shm = tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    cache = ObjectCache(shm, fetch)
+    started = time.perf_counter()
+    cache.ensure(object_id)
+    rate("pull into a worker cache (hash checked)", time.perf_counter() - started)
+    cache.close()
+
+    local = ObjectCache(tempfile.mkdtemp(dir=shm), fetch)
+    local.use_head_directory(os.path.join(folder, "objects"))
+    started = time.perf_counter()
+    path = local.ensure(object_id)
+    rate("same machine: map the head's file", time.perf_counter() - started)
+    assert path.startswith(folder)
+    local.close()
+    shutil.rmtree(shm, ignore_errors=True)
+    channel.close()
+
+
+if __name__ == "__main__":
+    main()
