@@ -2,20 +2,28 @@
 
 Every figure is taken around a whole interpreter process, so start-up, cluster
 bring-up and shutdown all count, as a user waiting on a script would see them.
+A figure only the script can take (a rate over its fit() call, say) comes back
+as a ``BENCH_METRIC name=value unit [higher|lower]`` line on its stdout.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
+from bench import s3_server
 
 SAMPLE_INTERVAL_S = 0.05
 # Unset for the child so each system starts its own local cluster from cold,
@@ -32,6 +40,15 @@ QUIET_ENV = {
 # can be told from anybody else's on a shared machine.
 RUN_TAG = "BENCH_RUN_ID"
 SETTLE_GRACE_S = 10.0
+
+# BENCH_METRIC results_per_s=10234.5 results/s [higher|lower]
+METRIC_LINE = re.compile(
+    r"^BENCH_METRIC\s+(?P<name>[A-Za-z_][\w.]*)=(?P<value>\S+)"
+    r"(?:\s+(?P<unit>\S+))?(?:\s+(?P<better>higher|lower))?\s*$"
+)
+# Services a workload can ask for, started by the harness around each run (not
+# timed) so that neither flavor's script carries their cost or their packages.
+SERVICES = ("s3",)
 
 
 @dataclass
@@ -51,6 +68,16 @@ class RunResult:
     stderr_path: str
     error: str = ""
     leftover_pids: list[int] = field(default_factory=list)
+    # name -> {"value", "unit", "higher_is_better"}, from BENCH_METRIC lines
+    metrics: dict[str, dict] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # the workload's overrides
+
+    def figure(self, name: str) -> float | None:
+        """A harness field (wall_s, first_trial_s) or a metric the script printed."""
+        if name in ("wall_s", "first_trial_s"):
+            return getattr(self, name)
+        found = self.metrics.get(name)
+        return None if found is None else found["value"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +92,8 @@ class RunSpec:
     index: int  # 0 for the warm-up, then 1..repeat
     log_dir: Path
     timeout: float
+    services: tuple[str, ...] = ()
+    service_python: Path | None = None  # an interpreter with moto, for "s3"
 
     @property
     def run_id(self) -> str:
@@ -106,8 +135,10 @@ class MemorySampler:
         return max(0, self.peak - self.baseline)
 
 
-def _child_env(spec: RunSpec, workdir: Path) -> dict[str, str]:
-    """Build the child's environment: ours, then the workload's overrides."""
+def _child_env(
+    spec: RunSpec, workdir: Path, service_env: dict[str, str]
+) -> dict[str, str]:
+    """Build the child's environment: ours, the services', the workload's."""
     env = {k: v for k, v in os.environ.items() if k not in CLUSTER_ADDRESS_VARS}
     env.update(QUIET_ENV)
     env.update(
@@ -116,8 +147,53 @@ def _child_env(spec: RunSpec, workdir: Path) -> dict[str, str]:
         BENCH_STORAGE=str(workdir / "storage"),
         BENCH_MARK_FILE=str(workdir / "marks.txt"),
     )
+    env.update(service_env)
     env.update(spec.env)
     return env
+
+
+def _start_services(spec: RunSpec, stack: ExitStack) -> dict[str, str]:
+    """Start what the workload needs, fresh for this run; return env to reach it."""
+    env: dict[str, str] = {}
+    for service in spec.services:
+        if service == "s3":
+            python = spec.service_python or Path(sys.executable)
+            log = spec.log_prefix.with_suffix(".s3.log")
+            env.update(stack.enter_context(s3_server.running(python, log)))
+        else:
+            raise ValueError(f"unknown service {service!r}; known: {SERVICES}")
+    return env
+
+
+def parse_metrics(path: str | Path) -> dict[str, dict]:
+    """Collect the BENCH_METRIC lines of a run's stdout; the last one wins.
+
+    With no direction given, a unit ending in ``/s`` (a rate) is better
+    higher, anything else (seconds, microseconds per result) better lower.
+    """
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    metrics = {}
+    for line in lines:
+        match = METRIC_LINE.match(line.strip())
+        if match is None:
+            continue
+        try:
+            value = float(match["value"])
+        except ValueError:
+            continue
+        if not math.isfinite(value):
+            continue
+        unit = match["unit"] or ""
+        better = match["better"] or ("higher" if unit.endswith("/s") else "lower")
+        metrics[match["name"]] = {
+            "value": value,
+            "unit": unit,
+            "higher_is_better": better == "higher",
+        }
+    return metrics
 
 
 def _first_mark(mark_file: Path, started: float) -> float | None:
@@ -181,32 +257,43 @@ def _wait(proc: subprocess.Popen, timeout: float) -> str:
         return f"timed out after {timeout:.0f} s"
 
 
-def _start(spec: RunSpec, workdir: Path, out, err) -> subprocess.Popen:
+def _start(
+    spec: RunSpec, workdir: Path, out, err, service_env: dict[str, str]
+) -> subprocess.Popen:
     """Start the workload in its own session so its leftovers can be killed."""
     return subprocess.Popen(
         [str(spec.python), str(spec.script)],
         stdout=out,
         stderr=err,
         stdin=subprocess.DEVNULL,
-        env=_child_env(spec, workdir),
+        env=_child_env(spec, workdir, service_env),
         cwd=workdir,
         start_new_session=True,
     )
 
 
 def run_once(spec: RunSpec) -> RunResult:
-    """Run the script once in a fresh temp dir and measure the whole process."""
+    """Run the script once in a fresh temp dir and measure the whole process.
+
+    Services start before and stop after the measured window: their start-up is
+    the same for both flavors and is not what a workload measures.
+    """
     out_path = spec.log_prefix.with_suffix(".stdout")
     err_path = spec.log_prefix.with_suffix(".stderr")
-    with tempfile.TemporaryDirectory(
-        prefix="bench-", ignore_cleanup_errors=True
-    ) as tmp:
+    with ExitStack() as stack:
+        tmp = stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="bench-", ignore_cleanup_errors=True)
+        )
         workdir = Path(tmp)
+        try:
+            service_env = _start_services(spec, stack)
+        except Exception as exc:  # a service that cannot start fails this run
+            return _failed_to_start(spec, out_path, err_path, exc)
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             with MemorySampler() as mem:
                 started = time.time()
                 t0 = time.perf_counter()
-                proc = _start(spec, workdir, out, err)
+                proc = _start(spec, workdir, out, err, service_env)
                 error = _wait(proc, spec.timeout)
                 wall = time.perf_counter() - t0
         _kill_leftovers(proc.pid)
@@ -226,6 +313,31 @@ def run_once(spec: RunSpec) -> RunResult:
         stderr_path=str(err_path),
         error=error or ("" if proc.returncode == 0 else f"exit {proc.returncode}"),
         leftover_pids=leftovers,
+        metrics=parse_metrics(out_path),
+        env=dict(spec.env),
+    )
+
+
+def _failed_to_start(
+    spec: RunSpec, out_path: Path, err_path: Path, exc: Exception
+) -> RunResult:
+    """A run that never started because a service did not; its log says why."""
+    err_path.write_text(f"service failed to start: {exc}\n")
+    out_path.write_text("")
+    return RunResult(
+        group=spec.group,
+        flavor=spec.flavor,
+        index=spec.index,
+        warmup=spec.index == 0,
+        ok=False,
+        returncode=None,
+        wall_s=0.0,
+        peak_mem_bytes=0,
+        first_trial_s=None,
+        stdout_path=str(out_path),
+        stderr_path=str(err_path),
+        error=f"service failed to start: {exc}",
+        env=dict(spec.env),
     )
 
 

@@ -2,6 +2,9 @@
 
 Medians are the headline because a single slow run on a 2-core machine says
 more about the machine than about the system; min-max shows that spread.
+Figures are either lower-is-better (seconds, CPU per result) or
+higher-is-better (rates); the ratio is taken so that above 1 always means we
+are better, whichever way the figure points.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ def summarise_flavor(
     """Median/min/max of one metric and of peak memory for one flavor."""
     mine = _counted(runs, group, flavor)
     failed = any(not r.ok for r in _all(runs, group, flavor))
-    values = [getattr(r, metric) for r in mine if r.ok]
+    values = [r.figure(metric) for r in mine if r.ok]
     values = [v for v in values if v is not None]
     memory = [r.peak_mem_bytes for r in mine if r.ok]
     return {
@@ -55,22 +58,65 @@ def _all(runs: list[RunResult], group: str, flavor: str) -> list[RunResult]:
     return [r for r in runs if r.group == group and r.flavor == flavor]
 
 
-def ratio(summary: dict) -> float | None:
-    """Ray's median over ours: above 1 means we are faster."""
+HARNESS_FIGURES = {"wall_s": "wall time", "first_trial_s": "to 1st trial"}
+
+
+def describe_figure(runs: list[RunResult], group: str, metric: str) -> dict:
+    """Unit and direction of a figure: the harness's own, or as a script printed."""
+    if metric in HARNESS_FIGURES:
+        return {"unit": "s", "higher_is_better": False}
+    for run in runs:
+        if run.group == group and metric in run.metrics:
+            found = run.metrics[metric]
+            return {
+                "unit": found["unit"],
+                "higher_is_better": found["higher_is_better"],
+            }
+    return {"unit": "", "higher_is_better": False}
+
+
+def script_metrics(runs: list[RunResult], group: str) -> list[str]:
+    """Every metric name the group's scripts printed, in first-seen order."""
+    names: dict[str, None] = {}
+    for run in runs:
+        if run.group == group:
+            names.update(dict.fromkeys(run.metrics))
+    return list(names)
+
+
+def ratio(summary: dict, higher_is_better: bool = False) -> float | None:
+    """Above 1 means we are better: Ray/ours for times, ours/Ray for rates."""
     ray = (summary.get("ray") or {}).get("metric")
     ours = (summary.get("tune") or {}).get("metric")
-    if not ray or not ours or ours["median"] <= 0:
+    if not ray or not ours:
         return None
-    return ray["median"] / ours["median"]
+    top, bottom = (ours, ray) if higher_is_better else (ray, ours)
+    if bottom["median"] <= 0:
+        return None
+    return top["median"] / bottom["median"]
 
 
-def _fmt_time(flavor_summary: dict | None) -> str:
+def _num(value: float) -> str:
+    """Three significant figures or so, for seconds and rates in the thousands."""
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _fmt_figure(flavor_summary: dict | None, optional: bool = False) -> str:
+    """Median (min-max); FAILED, or '-' for a figure this flavor does not print."""
     if flavor_summary is None:
         return "-"
     stats = flavor_summary["metric"]
-    if flavor_summary["failed"] or stats is None:
+    if flavor_summary["failed"]:
         return "FAILED"
-    return f"{stats['median']:.2f} ({stats['min']:.2f}-{stats['max']:.2f})"
+    if stats is None:
+        return "-" if optional else "FAILED"
+    if stats["n"] == 1:
+        return _num(stats["median"])
+    return f"{_num(stats['median'])} ({_num(stats['min'])}-{_num(stats['max'])})"
 
 
 def _fmt_mem(flavor_summary: dict | None) -> str:
@@ -79,42 +125,66 @@ def _fmt_mem(flavor_summary: dict | None) -> str:
     return f"{flavor_summary['peak_mem_bytes']['median'] / MIB:.0f}"
 
 
-HEADERS = ["workload", "figure", "Ray s", "ours s", "Ray/ours", "Ray MiB", "ours MiB"]
-METRIC_LABELS = {"wall_s": "wall time", "first_trial_s": "to 1st trial"}
+HEADERS = ["workload", "figure", "Ray", "ours", "ours vs Ray", "Ray MiB", "ours MiB"]
 CAPTION = (
-    "s: median (min-max) seconds.  Ray/ours > 1: we are faster.  "
+    "median (min-max) of the counted runs.  ours vs Ray > 1: we are better "
+    "(Ray/ours for times, ours/Ray for rates).  "
     "MiB: median peak machine memory above idle."
 )
 
 
+def _label(metric: str, figure: dict) -> str:
+    """'wall time (s)', 'results_per_s (results/s)': the name and its unit.
+
+    Parentheses, not brackets: rich would take '[us]' for markup and drop it.
+    """
+    name = HARNESS_FIGURES.get(metric, metric)
+    return f"{name} ({figure['unit']})" if figure["unit"] else name
+
+
+def _row(name: str, metric: str, s: dict, optional: bool) -> list[str]:
+    r = ratio(s["flavors"], s["higher_is_better"])
+    ray, ours = s["flavors"].get("ray"), s["flavors"].get("tune")
+    return [
+        name,
+        _label(metric, s),
+        _fmt_figure(ray, optional),
+        _fmt_figure(ours, optional),
+        "-" if r is None else f"{r:.2f}x",
+        "" if optional else _fmt_mem(ray),
+        "" if optional else _fmt_mem(ours),
+    ]
+
+
 def table_rows(summaries: dict[str, dict]) -> list[list[str]]:
-    """One text row per workload, in the order the workloads ran."""
+    """One row per workload in run order, then one per further script figure."""
     rows = []
     for name, s in summaries.items():
-        r = ratio(s["flavors"])
-        rows.append(
-            [
-                name,
-                METRIC_LABELS.get(s["metric"], s["metric"]),
-                _fmt_time(s["flavors"].get("ray")),
-                _fmt_time(s["flavors"].get("tune")),
-                "-" if r is None else f"{r:.2f}x",
-                _fmt_mem(s["flavors"].get("ray")),
-                _fmt_mem(s["flavors"].get("tune")),
-            ]
-        )
+        rows.append(_row(name, s["metric"], s, optional=False))
+        for metric, extra in s.get("extra", {}).items():
+            rows.append(_row("", metric, extra, optional=True))
     return rows
 
 
-def print_table(summaries: dict[str, dict]) -> None:
-    """Print with rich when it is there, plain aligned text otherwise."""
+def print_table(summaries: dict[str, dict], notes: list[str] | None = None) -> None:
+    """Print with rich when it is there, plain aligned text otherwise.
+
+    ``notes`` (a flavor run at a smaller size, say) follow the table, so a
+    reader of a pasted table sees them too.
+    """
     rows = table_rows(summaries)
     try:
-        from rich.console import Console
-        from rich.table import Table
+        _print_rich(rows)
     except ImportError:
         _print_plain(rows)
-        return
+    for note in notes or []:
+        print(f"note: {note}")
+
+
+def _print_rich(rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="Ray Tune vs ours", caption=CAPTION)
     for i, header in enumerate(HEADERS):
         table.add_column(header, justify="left" if i < 2 else "right", no_wrap=True)
@@ -122,7 +192,7 @@ def print_table(summaries: dict[str, dict]) -> None:
         table.add_row(*row)
     console = Console()
     # Logs and pipes report 80 columns; the table needs a little more.
-    console.width = max(console.width, 110)
+    console.width = max(console.width, 130)
     console.print(table)
 
 

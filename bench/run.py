@@ -3,6 +3,9 @@
 Adding a workload means adding a script to bench/workloads/ and one entry to
 WORKLOADS below. Workloads that share a script and environment share their
 runs, so a figure derived from the same process (first_trial) costs nothing.
+A workload's figure is a harness field (wall_s, first_trial_s) or the name of
+a ``BENCH_METRIC`` line its script prints; the script's other BENCH_METRIC
+lines are shown as extra rows under it.
 """
 
 from __future__ import annotations
@@ -30,18 +33,56 @@ class Workload:
 
     script: str
     env: dict[str, str] = field(default_factory=dict)
-    metric: str = "wall_s"  # a RunResult field: wall_s or first_trial_s
+    # wall_s, first_trial_s, or the name of a BENCH_METRIC line of the script
+    metric: str = "wall_s"
+    # Overrides under --quick, for both flavors: a smaller size.
+    quick_env: dict[str, str] = field(default_factory=dict)
+    # Per-flavor overrides unless --full-size: a size at which that flavor alone
+    # would take too long for an everyday run (said in the output when used).
+    scaled_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    services: tuple[str, ...] = ()  # started around each run: "s3"
 
     @property
     def run_key(self) -> tuple:
-        return (self.script, tuple(sorted(self.env.items())))
+        return (
+            self.script,
+            tuple(sorted(self.env.items())),
+            tuple(sorted(self.quick_env.items())),
+            tuple((f, tuple(sorted(e.items()))) for f, e in self.scaled_env.items()),
+            self.services,
+        )
 
+    def env_for(self, flavor: str, quick: bool, full_size: bool) -> dict[str, str]:
+        """The overrides one flavor's runs get: base, scaled, then quick."""
+        env = dict(self.env)
+        if not full_size:
+            env.update(self.scaled_env.get(flavor, {}))
+        if quick:
+            env.update(self.quick_env)
+        return env
+
+
+# 200 of bookkeeping's 1,000 trials: Ray at ~1 trial/s would take ~18 min a run.
+SMALL_BOOKKEEPING = {"BENCH_TRIALS": "200"}
 
 WORKLOADS: dict[str, Workload] = {
     "seed": Workload("seed.py", {"BENCH_SLEEP": "1"}),
     "seed_nosleep": Workload("seed.py", {"BENCH_SLEEP": "0"}),
     "first_trial": Workload("seed.py", {"BENCH_SLEEP": "0"}, "first_trial_s"),
     "large_input": Workload("large_input.py"),
+    "throughput": Workload("throughput.py", metric="results_per_s"),
+    "bookkeeping": Workload(
+        "bookkeeping.py",
+        metric="trials_per_s",
+        quick_env=SMALL_BOOKKEEPING,
+        scaled_env={"ray": SMALL_BOOKKEEPING},
+    ),
+    "checkpoints_local": Workload(
+        "checkpoints.py", {"BENCH_TARGET": "local"}, metric="fit_mb_s"
+    ),
+    "checkpoints_s3": Workload(
+        "checkpoints.py", {"BENCH_TARGET": "s3"}, metric="fit_mb_s", services=("s3",)
+    ),
 }
 
 
@@ -75,7 +116,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma list of ray,tune (tune = ours); default both",
     )
     parser.add_argument("--repeat", type=int, default=3, help="counted runs each")
-    parser.add_argument("--quick", action="store_true", help="same as --repeat 1")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="same as --repeat 1, and smaller sizes where a workload has them",
+    )
+    parser.add_argument(
+        "--full-size",
+        action="store_true",
+        help="run every flavor at the full size (no per-flavor scaling)",
+    )
     parser.add_argument(
         "--timeout", type=float, default=900, help="seconds allowed per run"
     )
@@ -119,7 +169,31 @@ def _describe(result: RunResult, repeat: int) -> str:
     text += f", peak +{result.peak_mem_bytes / report.MIB:.0f} MiB"
     if result.first_trial_s is not None:
         text += f", first trial at {result.first_trial_s:.2f} s"
+    for name, found in result.metrics.items():
+        text += f", {name} {found['value']:.6g} {found['unit']}".rstrip()
     return text
+
+
+def scaling_notes(names: list[str], flavors: list[str], args) -> list[str]:
+    """Say which flavor ran a workload at another size than the others."""
+    notes = []
+    for name in names:
+        workload = WORKLOADS[name]
+        sizes = {f: workload.env_for(f, args.quick, args.full_size) for f in flavors}
+        if args.quick and workload.quick_env:
+            notes.append(f"{name}: --quick size {_env_text(workload.quick_env)}")
+        for flavor, env in sizes.items():
+            scaled = {k: v for k, v in env.items() if workload.env.get(k) != v}
+            if scaled and not args.quick:
+                notes.append(
+                    f"{name}: {report.LABELS[flavor]} ran at {_env_text(scaled)} "
+                    "(scaled down; --full-size for the full size)"
+                )
+    return notes
+
+
+def _env_text(env: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(env.items()))
 
 
 def _report_failure(result: RunResult) -> None:
@@ -150,10 +224,12 @@ def run_group(
                 flavor=flavor,
                 python=pythons[flavor],
                 script=WORKLOAD_DIR / workload.script,
-                env=dict(workload.env),
+                env=workload.env_for(flavor, args.quick, args.full_size),
                 index=index,
                 log_dir=log_dir,
                 timeout=args.timeout,
+                services=workload.services,
+                service_python=pythons.get("tune", OUR_PYTHON),
             )
             result = run_once(spec)
             results.append(result)
@@ -171,18 +247,36 @@ def run_group(
 def summarise(
     groups: dict[str, list[str]], runs: list[RunResult], flavors: list[str]
 ) -> dict[str, dict]:
-    """Per selected workload: its metric and memory for each flavor asked for."""
+    """Per selected workload: its figure and memory for each flavor asked for.
+
+    Further figures the group's script printed go, once, under its first
+    member as ``extra``; a flavor need not print them (only ours has a head).
+    """
     summaries = {}
     for group, members in groups.items():
+        headline = {WORKLOADS[name].metric for name in members}
         for name in members:
-            metric = WORKLOADS[name].metric
-            summaries[name] = {
-                "metric": metric,
-                "flavors": {
-                    f: report.summarise_flavor(runs, group, f, metric) for f in flavors
-                },
-            }
+            summaries[name] = _summarise_figure(
+                runs, group, WORKLOADS[name].metric, flavors
+            )
+        summaries[members[0]]["extra"] = {
+            metric: _summarise_figure(runs, group, metric, flavors)
+            for metric in report.script_metrics(runs, group)
+            if metric not in headline
+        }
     return summaries
+
+
+def _summarise_figure(
+    runs: list[RunResult], group: str, metric: str, flavors: list[str]
+) -> dict:
+    return {
+        "metric": metric,
+        **report.describe_figure(runs, group, metric),
+        "flavors": {
+            f: report.summarise_flavor(runs, group, f, metric) for f in flavors
+        },
+    }
 
 
 def _failed_flavors(summaries: dict[str, dict]) -> list[str]:
@@ -201,14 +295,23 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     pythons, failures = resolve_pythons(args.flavors)
     groups = group_workloads(args.workloads)
+    notes = scaling_notes(args.workloads, list(pythons), args)
+    for note in notes:
+        print(f"note: {note}", flush=True)
     runs: list[RunResult] = []
     for group in groups:
         print(f"== {' + '.join(groups[group])}", flush=True)
         runs += run_group(group, pythons, args, log_dir)
     summaries = summarise(groups, runs, args.flavors)
-    report.print_table(summaries)
+    report.print_table(summaries, notes)
     out = BENCH_DIR / f"results-{stamp}.json"
-    meta = {"timestamp": stamp, "repeat": args.repeat, "flavors": args.flavors}
+    meta = {
+        "timestamp": stamp,
+        "repeat": args.repeat,
+        "quick": args.quick,
+        "full_size": args.full_size,
+        "flavors": args.flavors,
+    }
     meta["workloads"] = {n: vars(WORKLOADS[n]) for n in args.workloads}
     report.write_json(out, meta, summaries, runs)
     print(f"raw figures: {out}\nlogs: {log_dir}")

@@ -187,6 +187,19 @@ class HeadClient:
             raise map_rpc_error(exc, "uploading an object to the head") from exc
         return ObjectRef(encoded.object_id, encoded.size)
 
+    def missing_objects(self, object_ids: list[str]) -> list[str]:
+        """Which of ``object_ids`` the head does not hold."""
+        if not object_ids:
+            return []
+        try:
+            found = self.stub.FindObjects(
+                tune_pb2.FindObjectsRequest(object_ids=object_ids),
+                metadata=self.metadata,
+            )
+        except grpc.RpcError as exc:
+            raise map_rpc_error(exc, "asking the head for objects") from exc
+        return [i for i in object_ids if i not in set(found.present_ids)]
+
     # ---- experiments --------------------------------------------------------
 
     def submit(self, request: tune_pb2.SubmitExperimentRequest):
@@ -195,10 +208,10 @@ class HeadClient:
         except grpc.RpcError as exc:
             raise map_rpc_error(exc, f"submitting experiment {request.name}") from exc
 
-    def watch(self, experiment_id: str, after: int) -> Iterator:
+    def watch(self, experiment_id: str, after: int, epoch: str = "") -> Iterator:
         return self.stub.WatchExperiment(
             tune_pb2.WatchExperimentRequest(
-                experiment_id=experiment_id, after_sequence=after
+                experiment_id=experiment_id, after_sequence=after, head_epoch=epoch
             ),
             metadata=self.metadata,
         )

@@ -74,6 +74,8 @@ class EmbeddedCluster:
                 self.storage_path,
                 "--object-dir",
                 os.path.join(self.session_dir, "objects"),
+                "--state-dir",
+                os.path.join(self.session_dir, "state"),
                 "--log-file",
                 os.path.join(self.session_dir, "head.log"),
                 *common,

@@ -146,7 +146,7 @@ def _has_ref(value: Any) -> bool:
     return False
 
 
-# ---- what a trainable captures -----------------------------------------------------
+# ---- what a trainable captures ----------------------------------------------
 
 
 def captured_variables(fn: Callable) -> dict[str, Any]:

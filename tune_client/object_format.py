@@ -68,7 +68,7 @@ def _finish(f: Any, kind: str, meta: dict) -> None:
     f.write(HEADER.pack(MAGIC, kind.encode(), meta_offset, len(data)))
 
 
-# ---- writing ------------------------------------------------------------
+# ---- writing -----------------------------------------------------
 
 
 def choose_kind(obj: Any) -> str:
@@ -184,7 +184,7 @@ def _arrow_keeps(frame: Any) -> bool:
     return True
 
 
-# ---- reading --------------------------------------------------------------
+# ---- reading -------------------------------------------------------
 
 
 def read_header(path: str) -> tuple[str, dict] | None:

@@ -51,6 +51,8 @@ class TrialStart:
     storage_filesystem: Any = None
     # The filesystem of restore_checkpoint_path; None for a local folder.
     checkpoint_filesystem: Any = None
+    # RunConfig(stop={metric: bound}): the trial ends after a result reaches one.
+    stop_criteria: dict = field(default_factory=dict)
     # Where each object the trial uses is on this machine (the worker's cache,
     # or the head's folder when the head shares the machine).
     object_paths: dict[str, str] = field(default_factory=dict)
@@ -161,9 +163,21 @@ class _TrialSession:
             checkpoint_dir_name=dir_name,
         )
         result.update(self.fixed_fields)
+        stop = self._meets_stop_criteria(result)
+        if stop:
+            result["done"] = True
         message = ("result", encode_result(result), dir_name, staged_dir)
         with self.send_lock:
             self.conn.send(message)
+        if stop:
+            raise _StopRequested(stop)
+
+    def _meets_stop_criteria(self, result: dict) -> str:
+        for key, bound in self.start.stop_criteria.items():
+            value = result.get(key)
+            if isinstance(value, (int, float)) and value >= bound:
+                return f"{key}={value} reached the stop value {bound}"
+        return ""
 
     def _stage(self, checkpoint: Checkpoint, dir_name: str) -> str:
         """Copy the checkpoint to the worker's disk so the caller may delete it."""
@@ -181,6 +195,13 @@ class _TrialSession:
         if not path:
             return None
         return Checkpoint(path, self.start.checkpoint_filesystem)
+
+
+class _StopRequested(BaseException):
+    """Ends the trainable after a result meets RunConfig(stop=...).
+
+    A BaseException, so a user's ``except Exception`` does not swallow it.
+    """
 
 
 def _require_session(what: str) -> _TrialSession:
@@ -267,6 +288,8 @@ def run_trial_process(conn: Any, start: TrialStart) -> None:
 
         loader = _ObjectLoader(start)
         trainable(resolve_refs(start.config, loader), loader)
+        outcome = ("finished", "")
+    except _StopRequested:
         outcome = ("finished", "")
     except BaseException:  # noqa: BLE001 - the trial's failure is its result
         outcome = ("error", traceback.format_exc())

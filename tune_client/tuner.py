@@ -96,6 +96,7 @@ class ExperimentRun:
         self.reporter = reporter
         self.trials: dict[str, TrialView] = {}
         self.sequence = 0
+        self.head_epoch = ""
         self.iteration = 0
         self.ended: tune_pb2.ExperimentEnded | None = None
 
@@ -104,7 +105,11 @@ class ExperimentRun:
         delay = 0.1
         while self.ended is None:
             try:
-                for batch in self.client.watch(self.experiment_id, self.sequence):
+                watched = self.client.watch(
+                    self.experiment_id, self.sequence, self.head_epoch
+                )
+                for batch in watched:
+                    self.head_epoch = batch.head_epoch
                     for event in batch.events:
                         self._handle(event)
                     self.reporter.maybe_report(list(self.trials.values()))
@@ -305,6 +310,7 @@ class Tuner:
             encoded.discard()
             log.debug("object %s uploaded", ref_name)
         client.put_object(trainable_bytes, spec.trainable_object_id)
+        _check_objects_present(client, spec)
         callbacks = self._callbacks(spec)  # a failing setup stops us before trials
         reply = client.submit(self._submit_request(spec, storage_path))
         run = ExperimentRun(client, reply.experiment_id, callbacks, reporter)
@@ -467,6 +473,17 @@ def _restored_callbacks(spec: ExperimentSpec) -> list | None:
             exc,
         )
         return None
+
+
+def _check_objects_present(client, spec: ExperimentSpec) -> None:
+    """Fail before submitting if a restored param_space refers to released data."""
+    missing = client.missing_objects(spec.object_ids)
+    if missing:
+        raise RestoreError(
+            f"{len(missing)} large param_space value(s) of this experiment were "
+            "released from the object store when it ended; pass them again with "
+            "Tuner.restore(path, trainable, param_space=...)."
+        )
 
 
 def _store(objects: dict, value: Any, path: str) -> cluster.ObjectRef:

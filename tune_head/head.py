@@ -36,6 +36,7 @@ from tune_head.controller import (
 )
 from tune_head.object_store import ObjectStore
 from tune_head.placement import Placer
+from tune_head.registry import ExperimentRegistry
 from tune_head.trial import CheckpointRecord, Trial, TrialStatus
 from tune_head.workers import WorkerHandle
 
@@ -93,6 +94,7 @@ class Head:
         object_store_memory: int | None = None,
         mirror_dir: str = "",
         worker_storage: str = "auto",
+        state_dir: str = "",
     ) -> None:
         self.storage_path = storage_path
         self.mirror_dir = mirror_dir or os.path.join(
@@ -108,6 +110,11 @@ class Head:
         self.workers: dict[str, WorkerHandle] = {}
         self.placer = Placer()
         self.experiments: dict[str, Experiment] = {}
+        self.epoch = secrets.token_hex(4)
+        self.registry = ExperimentRegistry(
+            state_dir or os.path.join(self.mirror_dir, "head_state")
+        )
+        self._reattach_deadline = 0.0
         self._closed = threading.Event()
         self._monitor = threading.Thread(
             target=self._monitor_loop, name="head-monitor", daemon=True
@@ -138,6 +145,8 @@ class Head:
                     _format_resources(handle.resources),
                 )
             stale = self._stale_trials(worker_id, request.running_trial_ids)
+            if not known:
+                self._reattach(worker_id, request.running_trial_ids)
         return tune_pb2.RegisterWorkerReply(
             worker_id=worker_id,
             heartbeat_interval_s=self.heartbeat_interval_s,
@@ -145,6 +154,19 @@ class Head:
             head_hostname=socket.gethostname(),
             object_dir=os.path.abspath(self.objects.directory),
         )
+
+    def _reattach(self, worker_id: str, running: list[str]) -> None:
+        """Take back trials a worker kept running while the head was away."""
+        for trial_id in running:
+            found = self._find_trial(trial_id)
+            if found is None:
+                continue
+            _, trial = found
+            if trial.status is TrialStatus.RUNNING and trial.worker_id == worker_id:
+                self.placer.reserve(worker_id, trial.resources)
+                log.info(
+                    "trial %s re-attached on worker %s", trial.trial_name, worker_id
+                )
 
     def _stale_trials(self, worker_id: str, running: list[str]) -> list[str]:
         """Trials a worker still runs that the head no longer runs there."""
@@ -183,15 +205,18 @@ class Head:
         kind = message.WhichOneof("kind")
         with self.lock:
             handle = self.workers.get(worker_id)
-            if handle is None:
-                return
+            if handle is None or self._closed.is_set():
+                return  # not acknowledged: the worker sends it again later
             handle.last_seen = time.monotonic()
             if kind == "results":
                 self._on_results(handle, message.results)
             elif kind == "checkpoint":
-                self._on_checkpoint(message.checkpoint)
+                self._on_checkpoint(worker_id, message.checkpoint)
             elif kind == "trial_ended":
-                self._on_trial_ended(message.trial_ended)
+                self._on_trial_ended(worker_id, message.trial_ended)
+            if message.sequence:
+                ack = tune_pb2.ResultsAck(sequence=message.sequence)
+                handle.send(tune_pb2.HeadCommand(results_ack=ack))
 
     def _fail(self, exp: Experiment, exc: Exception) -> None:
         message = f"{type(exc).__name__}: {exc}"
@@ -225,12 +250,25 @@ class Head:
                 return exp, trial
         return None
 
+    def _find_trial_on(
+        self, worker_id: str, trial_id: str
+    ) -> tuple[Experiment, Trial] | None:
+        """The trial, if ``worker_id`` is the worker running it now.
+
+        A worker that was declared lost and came back may still report for
+        trials that have moved elsewhere; those reports are dropped.
+        """
+        found = self._find_trial(trial_id)
+        if found is None or found[1].worker_id != worker_id:
+            return None
+        return found
+
     def _on_results(self, handle: WorkerHandle, batch: tune_pb2.ResultBatch) -> None:
         import json
 
         touched: set[str] = set()
         for item in batch.results:
-            found = self._find_trial(item.trial_id)
+            found = self._find_trial_on(handle.worker_id, item.trial_id)
             if found is None:
                 continue
             exp, trial = found
@@ -255,20 +293,17 @@ class Head:
             exp.storage.flush_results()
             exp.state_dirty = True
             self._apply_actions(exp)
-        handle.send(
-            tune_pb2.HeadCommand(
-                results_ack=tune_pb2.ResultsAck(sequence=batch.sequence)
-            )
-        )
         self.changed.notify_all()
 
-    def _on_checkpoint(self, message: tune_pb2.CheckpointPersisted) -> None:
-        import json
-
-        found = self._find_trial(message.trial_id)
+    def _on_checkpoint(
+        self, worker_id: str, message: tune_pb2.CheckpointPersisted
+    ) -> None:
+        found = self._find_trial_on(worker_id, message.trial_id)
         if found is None:
             return
         exp, trial = found
+        if any(c.dir_name == message.dir_name for c in trial.checkpoints):
+            return  # sent again after a reconnect
         record = CheckpointRecord(
             message.dir_name,
             message.path,
@@ -282,8 +317,8 @@ class Head:
         self._apply_actions(exp)
         self.changed.notify_all()
 
-    def _on_trial_ended(self, message: tune_pb2.TrialEnded) -> None:
-        found = self._find_trial(message.trial_id)
+    def _on_trial_ended(self, worker_id: str, message: tune_pb2.TrialEnded) -> None:
+        found = self._find_trial_on(worker_id, message.trial_id)
         if found is None:
             return
         exp, trial = found
@@ -323,6 +358,7 @@ class Head:
             else:
                 exp = self._new_experiment(request, spec, path)
             self.experiments[exp.experiment_id] = exp
+            self._register(exp)
             self.objects.set_refs(
                 exp.experiment_id, [spec.trainable_object_id, *spec.object_ids]
             )
@@ -453,9 +489,13 @@ class Head:
             raise UnknownExperimentError(name_or_id)
         return matches[-1]
 
-    def watch(self, experiment_id: str, after: int) -> Iterator[list]:
-        """Batches of events after sequence ``after``, until the experiment ends."""
-        cursor = after
+    def watch(self, experiment_id: str, after: int, epoch: str) -> Iterator[list]:
+        """Batches of events after sequence ``after``, until the experiment ends.
+
+        Sequence numbers from another head epoch (before a restart) mean
+        nothing here; such a watcher gets every event from the start.
+        """
+        cursor = after if epoch == self.epoch else 0
         while not self._closed.is_set():
             with self.lock:
                 exp = self.experiments.get(experiment_id)
@@ -528,6 +568,7 @@ class Head:
         if exp.finished or not exp.controller.is_finished():
             return
         exp.finished = True
+        self.registry.remove(exp.experiment_id)
         self.objects.drop_refs(exp.experiment_id)
         exp.storage.close()
         self._write_state(exp)
@@ -607,6 +648,7 @@ class Head:
             next_checkpoint_index=trial.next_checkpoint_index,
             resources=trial.resources,
             storage_mode=self._storage_mode(exp, trial.worker_id),
+            stop_criteria_json=_stop_criteria_json(spec.run_config.stop),
             storage_filesystem_pickle=(
                 cloudpickle.dumps(spec.run_config.storage_filesystem)
                 if spec.run_config.storage_filesystem is not None
@@ -662,11 +704,113 @@ class Head:
 
     def _check_workers(self) -> None:
         now = time.monotonic()
+        if self._reattach_deadline and now > self._reattach_deadline:
+            self._reattach_deadline = 0.0
+            self._lose_absent_workers()
         for worker_id, handle in list(self.workers.items()):
             silent = now - handle.last_seen
             if silent > self.heartbeat_timeout_s:
                 why = "its stream closed" if not handle.connected else "no heartbeat"
                 self._lose_worker(worker_id, f"{why} for {silent:.0f} s")
+
+    def _lose_absent_workers(self) -> None:
+        """After a restart, trials whose worker never came back run again."""
+        for exp in self.experiments.values():
+            absent = {
+                t.worker_id
+                for t in exp.controller.trials.values()
+                if t.status is TrialStatus.RUNNING and t.worker_id not in self.workers
+            }
+            for worker_id in absent:
+                log.warning(
+                    "worker %s did not come back after the head restarted; its "
+                    "trials run again elsewhere",
+                    worker_id,
+                )
+                exp.controller.on_worker_lost(worker_id)
+            self._apply_actions(exp)
+        self._schedule()
+
+    # ---- restart ------------------------------------------------------------
+
+    def _register(self, exp: Experiment) -> None:
+        filesystem = exp.controller.spec.run_config.storage_filesystem
+        self.registry.add(
+            exp.experiment_id,
+            exp.path,
+            cloudpickle.dumps(filesystem) if filesystem is not None else b"",
+        )
+
+    def reload_experiments(self) -> None:
+        """Take up the experiments that were running when the head last stopped."""
+        for entry in list(self.registry.entries.values()):
+            try:
+                self._reload(entry)
+            except Exception as exc:  # noqa: BLE001 - one bad folder, not all
+                log.error(
+                    "cannot reload experiment %s from %s: %s; continue it with "
+                    "Tuner.restore(path, trainable)",
+                    entry["experiment_id"],
+                    entry["path"],
+                    exc,
+                )
+                self.registry.remove(entry["experiment_id"])
+        if self.experiments:
+            self._reattach_deadline = time.monotonic() + self.heartbeat_timeout_s
+
+    def _reload(self, entry: dict) -> None:
+        from tune_head.restore import load_trials
+
+        path = entry["path"]
+        filesystem = (
+            cloudpickle.loads(bytes.fromhex(entry["filesystem"]))
+            if entry["filesystem"]
+            else None
+        )
+        mirror = os.path.join(
+            self.mirror_dir, hashlib.sha1(path.encode()).hexdigest()[:16]
+        )
+        storage = es.ExperimentStorage(path, filesystem, mirror)
+        storage.download_for_restore()
+        with open(os.path.join(storage.local_root, es.SPEC_FILE), "rb") as f:
+            spec_pickle = f.read()
+        with open(os.path.join(storage.local_root, es.TRAINABLE_FILE), "rb") as f:
+            self.objects.put_bytes(f.read())
+        spec: ExperimentSpec = cloudpickle.loads(spec_pickle)
+        state = es.read_state(storage.local_root)
+        trials = load_trials(
+            storage,
+            state,
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=False,
+            keep_running=True,
+        )
+        controller = ExperimentController(
+            state["experiment_id"],
+            spec,
+            path,
+            trials=trials,
+            searcher_state=es.read_searcher_state(storage.local_root),
+        )
+        exp = Experiment(state["experiment_id"], controller, storage, spec_pickle)
+        self.experiments[exp.experiment_id] = exp
+        self.objects.set_refs(
+            exp.experiment_id, [spec.trainable_object_id, *spec.object_ids]
+        )
+        for trial in trials:
+            exp.events.append(
+                tune_pb2.ExperimentEvent(
+                    sequence=len(exp.events) + 1, trial_updated=trial_info(trial)
+                )
+            )
+        running = sum(t.status is TrialStatus.RUNNING for t in trials)
+        log.info(
+            "experiment %s reloaded from %s; %d trials wait for their workers",
+            spec.name,
+            path,
+            running,
+        )
 
     def cluster_status(self) -> tune_pb2.ClusterStatus:
         with self.lock:
@@ -697,6 +841,10 @@ class Head:
                 for e in self.experiments.values()
             ]
         return tune_pb2.ClusterStatus(workers=workers, experiments=experiments)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed.is_set()
 
     def close(self) -> None:
         """Persist every experiment's state; called on SIGTERM."""
@@ -732,6 +880,15 @@ def trial_info(trial: Trial) -> tune_pb2.TrialInfo:
         worker_id=trial.worker_id,
         num_failures=trial.num_failures,
     )
+
+
+def _stop_criteria_json(stop) -> bytes:
+    if not isinstance(stop, dict) or not stop:
+        return b""
+    try:
+        return json.dumps(stop).encode()
+    except (TypeError, ValueError):
+        return b""  # the head still applies it, one result later
 
 
 def _format_resources(resources: dict[str, float]) -> str:

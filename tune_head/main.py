@@ -23,7 +23,7 @@ from tune_client.daemon import (
     on_termination,
     setup_logging,
 )
-from tune_client.storage import normalize_local
+from tune_client.storage import is_uri, normalize_local
 from tune_head.head import Head
 from tune_head.service import HeadService
 
@@ -46,6 +46,7 @@ class HeadConfig:
     port_file: str | None = None
     worker_storage: str = "auto"
     mirror_dir: str = ""
+    state_dir: str = ""
 
 
 def parse_config(argv: list[str] | None = None) -> HeadConfig:
@@ -87,6 +88,12 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
         "the head, 'auto' streams from workers on other machines",
     )
     parser.add_flag(
+        "--state-dir",
+        default="",
+        help="where the head lists its live experiments, to reload them after a "
+        "restart (default: <storage>/.tune_head)",
+    )
+    parser.add_flag(
         "--mirror-dir",
         default="",
         help="where results for bucket storage are kept before each upload",
@@ -116,7 +123,14 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
         port_file=args.port_file,
         worker_storage=args.worker_storage,
         mirror_dir=args.mirror_dir,
+        state_dir=args.state_dir or _default_state_dir(storage),
     )
+
+
+def _default_state_dir(storage: str) -> str:
+    if is_uri(storage):
+        return os.path.expanduser("~/.tune_head")
+    return os.path.join(normalize_local(storage), ".tune_head")
 
 
 def default_object_memory() -> int:
@@ -132,7 +146,9 @@ def serve(config: HeadConfig) -> None:
         object_store_memory=config.object_store_memory,
         mirror_dir=config.mirror_dir,
         worker_storage=config.worker_storage,
+        state_dir=config.state_dir,
     )
+    head.reload_experiments()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="head-rpc"),
         interceptors=[TokenInterceptor(config.token)],

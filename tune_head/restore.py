@@ -22,10 +22,19 @@ def load_trials(
     resume_unfinished: bool,
     resume_errored: bool,
     restart_errored: bool,
+    keep_running: bool = False,
 ) -> list[Trial]:
+    """The experiment's trials as its folder holds them.
+
+    ``keep_running`` is for a head restart: trials that were running stay
+    running on their worker, which re-attaches them when it reconnects.
+    """
     trials = []
     for record in state["trials"]:
         trial = _load_trial(storage, record)
+        if keep_running and trial.status is TrialStatus.RUNNING and trial.worker_id:
+            trials.append(trial)
+            continue
         local_folder = os.path.join(storage.local_root, trial.dir_name)
         _choose_status(
             trial, local_folder, resume_unfinished, resume_errored, restart_errored
@@ -48,6 +57,7 @@ def _load_trial(storage: es.ExperimentStorage, record: dict) -> Trial:
         config=es.read_trial_params(local),
         resources=record.get("resources") or {"cpu": 1.0},
         status=TrialStatus(record["status"]),
+        worker_id=record.get("worker_id", ""),
         num_failures=int(record.get("num_failures", 0)),
         error=record.get("error", ""),
     )

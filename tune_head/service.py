@@ -49,7 +49,11 @@ class HeadService(tune_pb2_grpc.HeadServicer):
             name=f"worker-reader-{worker_id}",
             daemon=True,
         ).start()
-        while context.is_active() and handle.stream_epoch == epoch:
+        while (
+            context.is_active()
+            and handle.stream_epoch == epoch
+            and not self.head.is_closed
+        ):
             try:
                 command = outbox.get(timeout=0.5)
             except queue.Empty:
@@ -132,10 +136,15 @@ class HeadService(tune_pb2_grpc.HeadServicer):
 
     def WatchExperiment(self, request, context):
         try:
-            for batch in self.head.watch(request.experiment_id, request.after_sequence):
+            batches = self.head.watch(
+                request.experiment_id, request.after_sequence, request.head_epoch
+            )
+            for batch in batches:
                 if not context.is_active():
                     return
-                yield tune_pb2.ExperimentEvents(events=batch)
+                yield tune_pb2.ExperimentEvents(
+                    events=batch, head_epoch=self.head.epoch
+                )
         except UnknownExperimentError:
             context.abort(
                 grpc.StatusCode.NOT_FOUND, f"no experiment {request.experiment_id}"

@@ -84,6 +84,7 @@ class Trial:
             "trial_name": self.trial_name,
             "dir_name": self.dir_name,
             "status": self.status.value,
+            "worker_id": self.worker_id,
             "resources": self.resources,
             "num_failures": self.num_failures,
             "error": self.error,

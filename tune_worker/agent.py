@@ -9,6 +9,7 @@ iterations it already holds, so a result is logged once.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -17,7 +18,7 @@ import shutil
 import socket
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import cloudpickle
@@ -77,7 +78,6 @@ class WorkerAgent:
         )
         self._stopping = threading.Event()
         self._stream_queue: queue.SimpleQueue | None = None
-        self._unsent: deque[tune_pb2.WorkerMessage] = deque()
         self._unacked: OrderedDict[int, tune_pb2.WorkerMessage] = OrderedDict()
         self._next_sequence = 1
         self._send_lock = threading.Lock()
@@ -186,8 +186,6 @@ class WorkerAgent:
         with self._send_lock:
             for message in self._unacked.values():
                 stream_queue.put(message)
-            while self._unsent:
-                stream_queue.put(self._unsent.popleft())
 
     def _heartbeat(self, stream_queue: queue.SimpleQueue, interval: float) -> None:
         while self._stream_queue is stream_queue and not self._stopping.wait(interval):
@@ -198,16 +196,16 @@ class WorkerAgent:
             )
 
     def _send(self, message: tune_pb2.WorkerMessage) -> None:
-        """Send now if connected, else keep the message for the next connection."""
+        """Number the message and send it now if connected; it is kept, and sent
+        again after a reconnect, until the head acknowledges it."""
         with self._send_lock:
-            if message.WhichOneof("kind") == "results":
-                self._unacked[message.results.sequence] = message
+            message.sequence = self._next_sequence
+            self._next_sequence += 1
+            self._unacked[message.sequence] = message
             stream_queue = self._stream_queue
             if stream_queue is None:
-                if message.WhichOneof("kind") != "results":
-                    self._unsent.append(message)
                 return
-        stream_queue.put(message)
+            stream_queue.put(message)
 
     def _stream_upload(self, trial_id: str, folder: str, local_dir: str) -> str:
         """Send a folder to the head, for storage only it sees; its stored path."""
@@ -328,6 +326,7 @@ class WorkerAgent:
             next_checkpoint_index=command.next_checkpoint_index,
             node_ip=self.config.node_ip,
             stream_to_head=stream,
+            stop_criteria=json.loads(command.stop_criteria_json or b"{}"),
             storage_filesystem=filesystem,
             checkpoint_filesystem=checkpoint_filesystem,
         )
@@ -368,11 +367,7 @@ class WorkerAgent:
         self.uploader.put(TrialEnd(trial.trial_id, _OUTCOME_TO_PROTO[outcome], error))
 
     def _send_results(self, results) -> None:
-        with self._send_lock:
-            sequence = self._next_sequence
-            self._next_sequence += 1
         batch = tune_pb2.ResultBatch(
-            sequence=sequence,
             results=[
                 tune_pb2.TrialResult(trial_id=trial.trial_id, metrics_json=metrics)
                 for trial, metrics, _, _ in results

@@ -49,9 +49,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     # Column by column, without pandas' consolidating copy, so building the
     # frame does not itself double the peak (for either flavor).
-    data = pd.DataFrame(
-        {f"c{i}": rng.random(ROWS) for i in range(COLUMNS)}, copy=False
-    )
+    data = pd.DataFrame({f"c{i}": rng.random(ROWS) for i in range(COLUMNS)}, copy=False)
     expected = data.sum()
     tuner = Tuner(
         tune.with_parameters(column_sums, data=data),

@@ -78,18 +78,20 @@ class RegisterWorkerReply(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[float] = ..., stale_trial_ids: _Optional[_Iterable[str]] = ..., head_hostname: _Optional[str] = ..., object_dir: _Optional[str] = ...) -> None: ...
 
 class WorkerMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "results", "checkpoint", "trial_ended")
+    __slots__ = ("hello", "heartbeat", "results", "checkpoint", "trial_ended", "sequence")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     TRIAL_ENDED_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     hello: WorkerHello
     heartbeat: Heartbeat
     results: ResultBatch
     checkpoint: CheckpointPersisted
     trial_ended: TrialEnded
-    def __init__(self, hello: _Optional[_Union[WorkerHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., results: _Optional[_Union[ResultBatch, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointPersisted, _Mapping]] = ..., trial_ended: _Optional[_Union[TrialEnded, _Mapping]] = ...) -> None: ...
+    sequence: int
+    def __init__(self, hello: _Optional[_Union[WorkerHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., results: _Optional[_Union[ResultBatch, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointPersisted, _Mapping]] = ..., trial_ended: _Optional[_Union[TrialEnded, _Mapping]] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class WorkerHello(_message.Message):
     __slots__ = ("worker_id",)
@@ -104,12 +106,10 @@ class Heartbeat(_message.Message):
     def __init__(self, unix_time: _Optional[float] = ...) -> None: ...
 
 class ResultBatch(_message.Message):
-    __slots__ = ("sequence", "results")
-    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("results",)
     RESULTS_FIELD_NUMBER: _ClassVar[int]
-    sequence: int
     results: _containers.RepeatedCompositeFieldContainer[TrialResult]
-    def __init__(self, sequence: _Optional[int] = ..., results: _Optional[_Iterable[_Union[TrialResult, _Mapping]]] = ...) -> None: ...
+    def __init__(self, results: _Optional[_Iterable[_Union[TrialResult, _Mapping]]] = ...) -> None: ...
 
 class TrialResult(_message.Message):
     __slots__ = ("trial_id", "metrics_json")
@@ -154,7 +154,7 @@ class HeadCommand(_message.Message):
     def __init__(self, start_trial: _Optional[_Union[StartTrial, _Mapping]] = ..., stop_trial: _Optional[_Union[StopTrial, _Mapping]] = ..., results_ack: _Optional[_Union[ResultsAck, _Mapping]] = ...) -> None: ...
 
 class StartTrial(_message.Message):
-    __slots__ = ("experiment_id", "experiment_name", "trial_id", "trial_name", "trainable_object_id", "object_ids", "config_pickle", "trial_path", "restore_checkpoint_path", "restore_iteration", "restore_time_total_s", "next_checkpoint_index", "resources", "storage_mode", "storage_filesystem_pickle")
+    __slots__ = ("experiment_id", "experiment_name", "trial_id", "trial_name", "trainable_object_id", "object_ids", "config_pickle", "trial_path", "restore_checkpoint_path", "restore_iteration", "restore_time_total_s", "next_checkpoint_index", "resources", "storage_mode", "storage_filesystem_pickle", "stop_criteria_json")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -177,6 +177,7 @@ class StartTrial(_message.Message):
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     STORAGE_MODE_FIELD_NUMBER: _ClassVar[int]
     STORAGE_FILESYSTEM_PICKLE_FIELD_NUMBER: _ClassVar[int]
+    STOP_CRITERIA_JSON_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     experiment_name: str
     trial_id: str
@@ -192,7 +193,8 @@ class StartTrial(_message.Message):
     resources: _containers.ScalarMap[str, float]
     storage_mode: StorageMode
     storage_filesystem_pickle: bytes
-    def __init__(self, experiment_id: _Optional[str] = ..., experiment_name: _Optional[str] = ..., trial_id: _Optional[str] = ..., trial_name: _Optional[str] = ..., trainable_object_id: _Optional[str] = ..., object_ids: _Optional[_Iterable[str]] = ..., config_pickle: _Optional[bytes] = ..., trial_path: _Optional[str] = ..., restore_checkpoint_path: _Optional[str] = ..., restore_iteration: _Optional[int] = ..., restore_time_total_s: _Optional[float] = ..., next_checkpoint_index: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., storage_mode: _Optional[_Union[StorageMode, str]] = ..., storage_filesystem_pickle: _Optional[bytes] = ...) -> None: ...
+    stop_criteria_json: bytes
+    def __init__(self, experiment_id: _Optional[str] = ..., experiment_name: _Optional[str] = ..., trial_id: _Optional[str] = ..., trial_name: _Optional[str] = ..., trainable_object_id: _Optional[str] = ..., object_ids: _Optional[_Iterable[str]] = ..., config_pickle: _Optional[bytes] = ..., trial_path: _Optional[str] = ..., restore_checkpoint_path: _Optional[str] = ..., restore_iteration: _Optional[int] = ..., restore_time_total_s: _Optional[float] = ..., next_checkpoint_index: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., storage_mode: _Optional[_Union[StorageMode, str]] = ..., storage_filesystem_pickle: _Optional[bytes] = ..., stop_criteria_json: _Optional[bytes] = ...) -> None: ...
 
 class FileChunk(_message.Message):
     __slots__ = ("trial_id", "folder", "relative_path", "data", "last_of_file")
@@ -301,12 +303,14 @@ class SubmitExperimentReply(_message.Message):
     def __init__(self, experiment_id: _Optional[str] = ..., experiment_path: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class WatchExperimentRequest(_message.Message):
-    __slots__ = ("experiment_id", "after_sequence")
+    __slots__ = ("experiment_id", "after_sequence", "head_epoch")
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_EPOCH_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     after_sequence: int
-    def __init__(self, experiment_id: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+    head_epoch: str
+    def __init__(self, experiment_id: _Optional[str] = ..., after_sequence: _Optional[int] = ..., head_epoch: _Optional[str] = ...) -> None: ...
 
 class TrialInfo(_message.Message):
     __slots__ = ("trial_id", "trial_name", "status", "config_pickle", "path", "last_result_json", "error", "checkpoints", "worker_id", "num_failures")
@@ -347,10 +351,12 @@ class ExperimentEvent(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., trial_updated: _Optional[_Union[TrialInfo, _Mapping]] = ..., result: _Optional[_Union[TrialResult, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointPersisted, _Mapping]] = ..., experiment_ended: _Optional[_Union[ExperimentEnded, _Mapping]] = ...) -> None: ...
 
 class ExperimentEvents(_message.Message):
-    __slots__ = ("events",)
+    __slots__ = ("events", "head_epoch")
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    HEAD_EPOCH_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[ExperimentEvent]
-    def __init__(self, events: _Optional[_Iterable[_Union[ExperimentEvent, _Mapping]]] = ...) -> None: ...
+    head_epoch: str
+    def __init__(self, events: _Optional[_Iterable[_Union[ExperimentEvent, _Mapping]]] = ..., head_epoch: _Optional[str] = ...) -> None: ...
 
 class ExperimentEnded(_message.Message):
     __slots__ = ("experiment_path", "reason", "trials", "error")

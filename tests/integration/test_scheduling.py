@@ -83,6 +83,7 @@ def test_pbt_copies_a_better_trials_checkpoint(storage):
         perturbation_interval=3,
         hyperparam_mutations={"lr": [0.01, 0.1, 1.0, 10.0]},
         quantile_fraction=0.5,
+        resample_probability=0.0,  # explore by perturbing only: 10.0 -> 1.0 or 10.0
         seed=0,
     )
     results = tune.Tuner(

@@ -29,7 +29,7 @@ def anon_pss_kib() -> int:
     pytest.skip("smaps_rollup has no Pss_Anon on this kernel")
 
 
-# ---- DataFrames ---------------------------------------------------------------------
+# ---- DataFrames --------------------------------------------------------------
 
 
 FRAMES = {
@@ -130,7 +130,7 @@ def test_numeric_dataframe_is_mapped_not_copied(tmp_path):
     assert grown_kib < 64 * 1024 * 0.1, f"loading copied {grown_kib} KiB"
 
 
-# ---- numpy arrays ---------------------------------------------------------------------
+# ---- numpy arrays --------------------------------------------------------------
 
 
 ARRAYS = {
@@ -179,7 +179,7 @@ def test_loaded_array_is_writable_without_changing_the_object(tmp_path):
     assert object_format.file_digest(encoded.path) == encoded.object_id
 
 
-# ---- anything else --------------------------------------------------------------------
+# ---- anything else -------------------------------------------------------------
 
 
 class Model:

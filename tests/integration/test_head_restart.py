@@ -1,0 +1,84 @@
+"""A head restarted on the same storage takes its experiments back; workers
+re-attach the trials that kept running, and the client waits it out."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import tune_client as tune
+from tests.conftest import wait_for
+from tune_client import cluster
+
+ITERATIONS = 25
+
+
+def steady(config):
+    with open(os.path.join(config["marks"], f"{os.getpid()}.start"), "w") as f:
+        f.write(tune.get_context().get_trial_id())
+    for _ in range(ITERATIONS):
+        time.sleep(0.12)
+        tune.report({"pid": os.getpid()})
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_head_restart_keeps_running_trials(daemons, tmp_path, monkeypatch, how):
+    port = _free_port()
+    head_args = ("--state-dir", str(tmp_path / "state"), "--heartbeat-timeout", "10")
+    daemons.start_head(*head_args, port=port)
+    daemons.start_worker(cpus=2)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setattr(cluster, "_client", None)
+    tune.init(daemons.address, token=daemons.token)
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["results"] = tune.Tuner(
+                steady,
+                param_space={"marks": str(marks), "x": tune.grid_search([1, 2])},
+                run_config=tune.RunConfig(
+                    storage_path=str(tmp_path / "results"), name="steady", verbose=0
+                ),
+            ).fit()
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome["error"] = exc
+
+    client = threading.Thread(target=run, daemon=True)
+    client.start()
+    try:
+        wait_for(lambda: len(list(marks.iterdir())) == 2, 30, "both trials to start")
+        time.sleep(0.5)
+        head = daemons.processes[0]
+        head.send_signal(how)
+        head.wait(timeout=20)
+        time.sleep(1.0)  # trials keep reporting while the head is away
+        daemons.start_head(*head_args, port=port)
+        client.join(timeout=60)
+    finally:
+        tune.init(None)
+    assert not client.is_alive(), "fit() did not return after the head came back"
+    assert "error" not in outcome, outcome.get("error")
+    results = outcome["results"]
+    assert len(results) == 2 and results.num_errors == 0
+    assert len(list(marks.iterdir())) == 2, "a trial was restarted"
+    for result in results:
+        lines = (Path(result.path) / "result.json").read_text().splitlines()
+        rows = [json.loads(line) for line in lines]
+        assert [r["training_iteration"] for r in rows] == list(range(1, ITERATIONS + 1))
+        assert len({r["pid"] for r in rows}) == 1

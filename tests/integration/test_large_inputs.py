@@ -1,0 +1,220 @@
+"""Large inputs end to end on the embedded cluster: stored once per machine,
+mapped by every trial without a copy, uploaded once, kept out of trial
+metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+
+import tune_client as tune
+from tune_client import Tuner, cluster
+
+MB = 1_000_000
+TRIALS_SHARING = 6
+
+
+def quiet(**kwargs) -> tune.RunConfig:
+    return tune.RunConfig(verbose=0, **kwargs)
+
+
+def numeric_frame(total_bytes: int, columns: int = 8, seed: int = 0) -> pd.DataFrame:
+    rows = total_bytes // (8 * columns)
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({f"c{i}": rng.random(rows) for i in range(columns)}, copy=False)
+
+
+def wait_for_file(path: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------
+# what trials receive
+
+
+def inspect_inputs(config, frame, array):
+    column = frame["c0"].to_numpy()
+    tune.report(
+        {
+            "frame_sum": float(frame.sum().sum()),
+            "array_sum": float(array.sum()),
+            "column_is_a_view": not column.flags.owndata,
+            "array_writable": bool(array.flags.writeable),
+        }
+    )
+
+
+def test_with_parameters_inputs_arrive_whole_and_mapped(storage):
+    frame = numeric_frame(4 * MB)
+    array = np.arange(1_000_000, dtype=np.int64)
+    results = Tuner(
+        tune.with_parameters(inspect_inputs, frame=frame, array=array),
+        tune_config=tune.TuneConfig(num_samples=2),
+        run_config=quiet(name="inputs"),
+    ).fit()
+    assert not results.errors
+    for result in results:
+        assert result.metrics["frame_sum"] == pytest.approx(frame.sum().sum())
+        assert result.metrics["array_sum"] == array.sum()
+        assert result.metrics["column_is_a_view"]
+        assert result.metrics["array_writable"]
+
+
+# ---------------------------------------------------------------------------
+# one copy per machine, measured
+
+
+def hold_shared_frame(config, frame):
+    """Touch every page of the frame, say so, then wait until measured."""
+    sums = frame.sum()
+    folder = config["folder"]
+    with open(os.path.join(folder, f"ready_{os.getpid()}"), "w") as f:
+        f.write(str(float(sums.sum())))
+    wait_for_file(os.path.join(folder, "measured"), timeout=90)
+    tune.report({"total": float(sums.sum())})
+
+
+def measure_when_all_ready(folder: str, found: dict) -> None:
+    """Sum the trial processes' PSS once all of them hold the frame."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        ready = [n for n in os.listdir(folder) if n.startswith("ready_")]
+        if len(ready) >= TRIALS_SHARING:
+            break
+        time.sleep(0.05)
+    pids = [int(n.split("_")[1]) for n in ready]
+    found["pss"] = sum(psutil.Process(pid).memory_full_info().pss for pid in pids)
+    found["used"] = psutil.virtual_memory().used
+    found["trials"] = len(pids)
+    open(os.path.join(folder, "measured"), "w").close()
+
+
+@pytest.mark.slow
+def test_six_trials_share_one_copy_of_a_large_frame(storage, tmp_path):
+    size = 200 * MB
+    frame = numeric_frame(size)
+    expected = float(frame.sum().sum())
+    cluster.get_client()  # the cluster is up before the baseline is taken
+    folder = str(tmp_path / "marks")
+    os.makedirs(folder)
+    found: dict = {}
+    used_before = psutil.virtual_memory().used
+    measurer = threading.Thread(
+        target=measure_when_all_ready, args=(folder, found), daemon=True
+    )
+    measurer.start()
+    results = Tuner(
+        tune.with_resources(
+            tune.with_parameters(hold_shared_frame, frame=frame), {"cpu": 0.25}
+        ),
+        param_space={"folder": folder},
+        tune_config=tune.TuneConfig(num_samples=TRIALS_SHARING),
+        run_config=quiet(name="shared_frame"),
+    ).fit()
+    measurer.join(timeout=5)
+    assert not results.errors
+    assert all(r.metrics["total"] == pytest.approx(expected) for r in results)
+    assert found["trials"] == TRIALS_SHARING
+    grown = found["used"] - used_before
+    assert found["pss"] < 3 * size, (
+        f"{TRIALS_SHARING} trials holding a {size / MB:.0f} MB frame take "
+        f"{found['pss'] / MB:.0f} MB (PSS); the machine grew {grown / MB:.0f} MB"
+    )
+
+
+# ---------------------------------------------------------------------------
+# uploaded once
+
+
+def wait_then_report(config, frame):
+    if config.get("hold"):
+        open(config["started"], "w").close()
+        wait_for_file(config["release"], timeout=90)
+    tune.report({"rows": len(frame)})
+
+
+def test_the_same_data_is_uploaded_once_while_an_experiment_uses_it(storage, tmp_path):
+    frame = numeric_frame(16 * MB, seed=7)
+    client = cluster.get_client()
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+    first_fit = threading.Thread(
+        target=lambda: Tuner(
+            tune.with_parameters(wait_then_report, frame=frame),
+            param_space={"hold": True, "started": started, "release": release},
+            run_config=quiet(name="first"),
+        ).fit(),
+        daemon=True,
+    )
+    before = client.bytes_uploaded
+    first_fit.start()
+    try:
+        wait_for_file(started, timeout=60)
+        assert client.bytes_uploaded - before >= 16 * MB
+        before_second = client.bytes_uploaded
+        results = Tuner(
+            tune.with_parameters(wait_then_report, frame=frame),
+            run_config=quiet(name="second"),
+        ).fit()
+        assert results[0].metrics["rows"] == len(frame)
+        assert client.bytes_uploaded - before_second < 1 * MB
+    finally:
+        open(release, "w").close()
+        first_fit.join(timeout=60)
+
+
+# ---------------------------------------------------------------------------
+# large values in param_space and in closures
+
+
+def report_table_sum(config):
+    tune.report({"table_sum": float(config["table"].sum()), "x": config["x"]})
+
+
+def test_large_param_space_value_is_kept_out_of_trial_metadata(storage):
+    table = np.ones(300_000)  # 2.4 MB
+    with pytest.warns(UserWarning, match="with_parameters"):
+        results = Tuner(
+            report_table_sum,
+            param_space={"table": table, "x": tune.grid_search([1, 2])},
+            run_config=quiet(name="big_param"),
+        ).fit()
+    assert not results.errors
+    assert [r.metrics["table_sum"] for r in results] == [300_000.0] * 2
+    for result in results:
+        params = os.path.join(result.path, "params.json")
+        assert os.path.getsize(params) < 10_000
+        assert os.path.getsize(os.path.join(result.path, "params.pkl")) < 10_000
+        with open(params) as f:
+            assert "ObjectRef" in json.load(f)["table"]
+
+
+def test_small_param_space_values_do_not_warn(storage, recwarn):
+    results = Tuner(
+        report_table_sum,
+        param_space={"table": np.ones(10), "x": 1},
+        run_config=quiet(name="small_param"),
+    ).fit()
+    assert results[0].metrics["table_sum"] == 10.0
+    assert not [w for w in recwarn if "object store" in str(w.message)]
+
+
+def test_trainable_capturing_large_data_is_named_in_a_warning(storage):
+    captured_weights = np.ones(400_000)  # 3.2 MB
+
+    def uses_captured(config):
+        tune.report({"s": float(captured_weights.sum())})
+
+    with pytest.warns(UserWarning, match="captured_weights"):
+        results = Tuner(uses_captured, run_config=quiet(name="closure")).fit()
+    assert results[0].metrics["s"] == 400_000.0

@@ -1,0 +1,72 @@
+"""The head's object store: content addressing, references, release, restart."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from tune_head import object_store
+from tune_head.object_store import ObjectHashMismatch, ObjectStore
+
+
+def test_upload_with_a_wrong_id_is_refused(tmp_path):
+    store = ObjectStore(str(tmp_path))
+    wrong = hashlib.sha256(b"other").hexdigest()
+    with pytest.raises(ObjectHashMismatch):
+        store.put_chunks(wrong, [b"data"])
+    assert not store.contains(wrong)
+    assert store.total_bytes() == 0
+
+
+def test_objects_are_released_when_no_experiment_refers_to_them(tmp_path):
+    store = ObjectStore(str(tmp_path))
+    shared = store.put_bytes(b"shared")
+    own = store.put_bytes(b"own")
+    store.set_refs("exp_a", [shared, own])
+    store.set_refs("exp_b", [shared])
+    store._pending.clear()  # the submits have happened
+
+    assert store.drop_refs("exp_a") == [own]
+    assert store.contains(shared) and not store.contains(own)
+    store.drop_refs("exp_b")
+    assert not store.contains(shared)
+
+
+def test_an_announced_object_is_kept_for_the_coming_submit(tmp_path):
+    store = ObjectStore(str(tmp_path))
+    object_id = store.put_bytes(b"data")
+    store.set_refs("exp_a", [object_id])
+    store.announce([object_id])  # another client found it and will submit
+    assert store.drop_refs("exp_a") == []
+    assert store.contains(object_id)
+
+
+def test_referenced_objects_survive_a_restart_and_orphans_do_not(tmp_path, monkeypatch):
+    store = ObjectStore(str(tmp_path))
+    kept = store.put_bytes(b"kept")
+    orphan = store.put_bytes(b"orphan")
+    fresh = store.put_bytes(b"fresh upload, submit still to come")
+    store.set_refs("unfinished", [kept])
+    old = 0
+    os.utime(store.path_of(kept), (old, old))
+    os.utime(store.path_of(orphan), (old, old))
+
+    restarted = ObjectStore(str(tmp_path))
+    assert restarted.contains(kept)
+    assert not restarted.contains(orphan)
+    assert restarted.contains(fresh)  # younger than the grace period
+
+
+def test_memory_budget_spills_the_coldest_objects(tmp_path, monkeypatch):
+    spilled = []
+    monkeypatch.setattr(ObjectStore, "_spill", lambda self, ids: spilled.extend(ids))
+    monkeypatch.setattr(object_store.threading.Thread, "start", lambda t: t.run())
+    store = ObjectStore(str(tmp_path), memory_budget=250)
+    first = store.put_bytes(b"a" * 100)
+    second = store.put_bytes(b"b" * 100)
+    list(store.read_chunks(first))  # first is used again, second is colder
+    store.put_bytes(b"c" * 100)
+    assert spilled == [second]
+    assert store.contains(second)  # spilled to disk, not deleted
