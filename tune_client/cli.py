@@ -2,6 +2,7 @@
 
     tune status                  workers and their resources, experiments and trials
     tune stop EXPERIMENT         stop an experiment by name or id
+    tune drain WORKER            move a worker's trials elsewhere and let it exit
 
 Each takes --address and --token, defaulting to TUNE_ADDRESS and TUNE_TOKEN.
 """
@@ -26,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("status", help="show workers, resources and experiments")
     stop = commands.add_parser("stop", help="stop an experiment")
     stop.add_argument("experiment", help="experiment name or id")
+    drain = commands.add_parser("drain", help="move a worker's trials and stop it")
+    drain.add_argument("worker", help="worker id, as `tune status` lists it")
     return parser
 
 
@@ -51,6 +54,8 @@ def print_status(client: HeadClient) -> None:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(exp.trials_by_status.items()))
         state = "finished" if exp.finished else "running"
         print(f"  {exp.name} [{state}] {counts or 'no trials yet'}\n    {exp.path}")
+        if exp.pending_reason:
+            print(f"    pending trials wait: {exp.pending_reason}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,6 +70,9 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "stop":
             client.stop_experiment(args.experiment)
             print(f"stopping experiment {args.experiment}")
+        elif args.command == "drain":
+            moved = client.drain_worker(args.worker)
+            print(f"draining worker {args.worker}: {len(moved)} trials move elsewhere")
     except TuneError as exc:
         sys.exit(f"tune: {exc}")
     finally:

@@ -23,6 +23,7 @@ from tune_client.errors import (
     AuthenticationError,
     ClusterError,
     RestoreError,
+    TuneConfigError,
     TuneError,
 )
 from tune_client.object_codec import EncodedObject, encode_bytes
@@ -54,6 +55,17 @@ def init(
         _init_args.update(address=address, token=token, working_dir=working_dir)
 
 
+def working_dir() -> str:
+    """The folder ``tune.init(working_dir=...)`` ships to every worker, or ""."""
+    folder = _init_args.get("working_dir") or ""
+    if folder and not os.path.isdir(folder):
+        raise TuneConfigError(
+            f"tune.init(working_dir={folder!r}): no such folder; pass the folder "
+            "holding the modules your trainable imports."
+        )
+    return os.path.abspath(folder) if folder else ""
+
+
 def workers_can_import(module_name: str, module_file: str) -> bool:
     """Whether trial processes can import ``module_name`` as this process did.
 
@@ -62,14 +74,16 @@ def workers_can_import(module_name: str, module_file: str) -> bool:
     """
     address = _init_args.get("address") or os.environ.get("TUNE_ADDRESS")
     if address:
-        return bool(_init_args.get("working_dir"))
-    if _embedded is None:
+        roots = [working_dir()] if _init_args.get("working_dir") else []
+    elif _embedded is None:
         return True
+    else:
+        roots = _embedded.import_paths
     relative = os.path.join(*module_name.split("."))
     candidates = {f"{relative}.py", os.path.join(relative, "__init__.py")}
     return any(
         os.path.join(root, candidate) == module_file
-        for root in _embedded.import_paths
+        for root in roots
         for candidate in candidates
     )
 
@@ -225,6 +239,17 @@ class HeadClient:
             )
         except grpc.RpcError as exc:
             raise map_rpc_error(exc, f"stopping experiment {experiment}") from exc
+
+    def drain_worker(self, worker_id: str) -> list[str]:
+        try:
+            reply = self.stub.DrainWorker(
+                tune_pb2.DrainWorkerRequest(worker_id=worker_id),
+                metadata=self.metadata,
+                timeout=10,
+            )
+        except grpc.RpcError as exc:
+            raise map_rpc_error(exc, f"draining worker {worker_id}") from exc
+        return list(reply.trial_ids)
 
     def status(self) -> tune_pb2.ClusterStatus:
         try:

@@ -26,3 +26,5 @@ class ExperimentSpec:
     # The client's callbacks, pickled; the head keeps them without loading them,
     # so Tuner.restore can hand them back.
     callbacks_pickle: bytes = b""
+    # A zip of tune.init(working_dir=...) in the object store, or "".
+    working_dir_object_id: str = ""

@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -53,6 +54,10 @@ class TrialStart:
     checkpoint_filesystem: Any = None
     # RunConfig(stop={metric: bound}): the trial ends after a result reaches one.
     stop_criteria: dict = field(default_factory=dict)
+    # CUDA devices of this trial; None when the worker has no GPUs.
+    gpu_ids: list[int] | None = None
+    # The unpacked working_dir of tune.init(working_dir=...), put on sys.path.
+    working_dir: str = ""
     # Where each object the trial uses is on this machine (the worker's cache,
     # or the head's folder when the head shares the machine).
     object_paths: dict[str, str] = field(default_factory=dict)
@@ -279,6 +284,10 @@ def run_trial_process(conn: Any, start: TrialStart) -> None:
     os.makedirs(start.trial_dir, exist_ok=True)
     os.makedirs(start.staging_dir, exist_ok=True)
     os.chdir(start.trial_dir)
+    if start.gpu_ids is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, start.gpu_ids))
+    if start.working_dir:
+        sys.path.insert(0, start.working_dir)
     _session = _TrialSession(start, conn)
     threading.Thread(target=_watch_for_stop, args=(conn,), daemon=True).start()
     try:

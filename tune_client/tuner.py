@@ -310,6 +310,11 @@ class Tuner:
             encoded.discard()
             log.debug("object %s uploaded", ref_name)
         client.put_object(trainable_bytes, spec.trainable_object_id)
+        working_dir = cluster.working_dir()
+        if working_dir:
+            spec.working_dir_object_id = client.put_object(
+                _zip_folder(working_dir)
+            ).object_id
         _check_objects_present(client, spec)
         callbacks = self._callbacks(spec)  # a failing setup stops us before trials
         reply = client.submit(self._submit_request(spec, storage_path))
@@ -424,6 +429,21 @@ class Tuner:
                 self._restore["path"], self.tune_config.metric, self.tune_config.mode
             )
         raise ClusterError("no results yet: call Tuner.fit() first.")
+
+
+def _zip_folder(folder: str) -> bytes:
+    """The folder as zip bytes, for ``tune.init(working_dir=...)``."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for root, dirs, names in os.walk(folder):
+            dirs[:] = [d for d in dirs if d not in ("__pycache__", ".git", ".venv")]
+            for name in names:
+                path = os.path.join(root, name)
+                archive.write(path, os.path.relpath(path, folder))
+    return buffer.getvalue()
 
 
 def _check_picklable(spec: ExperimentSpec) -> None:

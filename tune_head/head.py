@@ -115,6 +115,7 @@ class Head:
             state_dir or os.path.join(self.mirror_dir, "head_state")
         )
         self._reattach_deadline = 0.0
+        self.results_counter = None  # set when Prometheus metrics are served
         self._closed = threading.Event()
         self._monitor = threading.Thread(
             target=self._monitor_loop, name="head-monitor", daemon=True
@@ -267,6 +268,8 @@ class Head:
         import json
 
         touched: set[str] = set()
+        if self.results_counter is not None:
+            self.results_counter.inc(len(batch.results))
         for item in batch.results:
             found = self._find_trial_on(handle.worker_id, item.trial_id)
             if found is None:
@@ -348,20 +351,27 @@ class Head:
                 spec.name = self._unused_name(storage_path, spec.name, request)
             path = storage_paths.join(storage_path, spec.name)
             for exp in self.experiments.values():
-                if exp.path == path and not exp.finished:
-                    raise ExperimentExistsError(
-                        f"experiment {spec.name!r} is already running at {path}; "
-                        "attach with Tuner.restore() or choose another name."
+                if exp.path != path or exp.finished:
+                    continue
+                if request.restore:  # attach: the client replays its events
+                    log.info("a client attached to experiment %s", exp.name)
+                    return tune_pb2.SubmitExperimentReply(
+                        experiment_id=exp.experiment_id,
+                        experiment_path=path,
+                        name=exp.name,
                     )
+                raise ExperimentExistsError(
+                    f"experiment {spec.name!r} is already running at {path}; "
+                    "attach with Tuner.restore(path, trainable) or choose another "
+                    "name."
+                )
             if request.restore:
                 exp = self._restore_experiment(request, spec, path)
             else:
                 exp = self._new_experiment(request, spec, path)
             self.experiments[exp.experiment_id] = exp
             self._register(exp)
-            self.objects.set_refs(
-                exp.experiment_id, [spec.trainable_object_id, *spec.object_ids]
-            )
+            self.objects.set_refs(exp.experiment_id, _object_refs(spec))
             log.info(
                 "experiment %s %s at %s",
                 spec.name,
@@ -649,6 +659,7 @@ class Head:
             resources=trial.resources,
             storage_mode=self._storage_mode(exp, trial.worker_id),
             stop_criteria_json=_stop_criteria_json(spec.run_config.stop),
+            working_dir_object_id=spec.working_dir_object_id,
             storage_filesystem_pickle=(
                 cloudpickle.dumps(spec.run_config.storage_filesystem)
                 if spec.run_config.storage_filesystem is not None
@@ -712,6 +723,43 @@ class Head:
             if silent > self.heartbeat_timeout_s:
                 why = "its stream closed" if not handle.connected else "no heartbeat"
                 self._lose_worker(worker_id, f"{why} for {silent:.0f} s")
+
+    def _pending_reason(self, exp: Experiment) -> str:
+        pending = [
+            t for t in exp.controller.trials.values() if t.status is TrialStatus.PENDING
+        ]
+        if not pending or exp.finished:
+            return ""
+        request = pending[0].resources
+        if self.workers and not self.placer.could_ever_fit(request):
+            wanted = _format_resources(request)
+            return f"no worker is big enough for a trial asking {wanted}"
+        return self.placer.why_waiting(request)
+
+    def drain_worker(self, worker_id: str) -> list[str]:
+        """Place nothing more on a worker and tell it to hand its trials back."""
+        with self.lock:
+            handle = self.workers.get(worker_id)
+            if handle is None:
+                raise KeyError(worker_id)
+            self._mark_draining(worker_id)
+            trial_ids = [
+                t.trial_id
+                for e in self.experiments.values()
+                for t in e.controller.trials.values()
+                if t.status is TrialStatus.RUNNING and t.worker_id == worker_id
+            ]
+            handle.send(
+                tune_pb2.HeadCommand(
+                    drain=tune_pb2.Drain(reason="drained by an operator")
+                )
+            )
+            log.info(
+                "draining worker %s: %d trials move elsewhere",
+                worker_id,
+                len(trial_ids),
+            )
+            return trial_ids
 
     def _lose_absent_workers(self) -> None:
         """After a restart, trials whose worker never came back run again."""
@@ -795,9 +843,7 @@ class Head:
         )
         exp = Experiment(state["experiment_id"], controller, storage, spec_pickle)
         self.experiments[exp.experiment_id] = exp
-        self.objects.set_refs(
-            exp.experiment_id, [spec.trainable_object_id, *spec.object_ids]
-        )
+        self.objects.set_refs(exp.experiment_id, _object_refs(spec))
         for trial in trials:
             exp.events.append(
                 tune_pb2.ExperimentEvent(
@@ -837,6 +883,7 @@ class Head:
                     path=e.path,
                     trials_by_status=e.controller.counts_by_status(),
                     finished=e.finished,
+                    pending_reason=self._pending_reason(e),
                 )
                 for e in self.experiments.values()
             ]
@@ -880,6 +927,11 @@ def trial_info(trial: Trial) -> tune_pb2.TrialInfo:
         worker_id=trial.worker_id,
         num_failures=trial.num_failures,
     )
+
+
+def _object_refs(spec: ExperimentSpec) -> list[str]:
+    refs = [spec.trainable_object_id, *spec.object_ids]
+    return refs + [spec.working_dir_object_id] if spec.working_dir_object_id else refs
 
 
 def _stop_criteria_json(stop) -> bytes:

@@ -25,6 +25,7 @@ from tune_client.daemon import (
 )
 from tune_client.storage import is_uri, normalize_local
 from tune_head.head import Head
+from tune_head.metrics import HeadMetrics
 from tune_head.service import HeadService
 
 log = logging.getLogger("tune_head")
@@ -47,6 +48,7 @@ class HeadConfig:
     worker_storage: str = "auto"
     mirror_dir: str = ""
     state_dir: str = ""
+    metrics_port: int | None = None
 
 
 def parse_config(argv: list[str] | None = None) -> HeadConfig:
@@ -88,6 +90,12 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
         "the head, 'auto' streams from workers on other machines",
     )
     parser.add_flag(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (off if unset)",
+    )
+    parser.add_flag(
         "--state-dir",
         default="",
         help="where the head lists its live experiments, to reload them after a "
@@ -124,6 +132,7 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
         worker_storage=args.worker_storage,
         mirror_dir=args.mirror_dir,
         state_dir=args.state_dir or _default_state_dir(storage),
+        metrics_port=args.metrics_port,
     )
 
 
@@ -149,6 +158,11 @@ def serve(config: HeadConfig) -> None:
         state_dir=config.state_dir,
     )
     head.reload_experiments()
+    if config.metrics_port is not None:
+        metrics = HeadMetrics(head)
+        head.results_counter = metrics.results
+        bound = metrics.serve(config.host, config.metrics_port)
+        log.info("Prometheus metrics at http://%s:%d/metrics", config.host, bound)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="head-rpc"),
         interceptors=[TokenInterceptor(config.token)],

@@ -164,6 +164,16 @@ class HeadService(tune_pb2_grpc.HeadServicer):
     def GetClusterStatus(self, request, context):
         return self.head.cluster_status()
 
+    def DrainWorker(self, request, context):
+        try:
+            trial_ids = self.head.drain_worker(request.worker_id)
+        except KeyError:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no worker {request.worker_id}; `tune status` lists the workers",
+            )
+        return tune_pb2.DrainWorkerReply(trial_ids=trial_ids)
+
     def UploadTrialFiles(self, request_iterator, context):
         first = next(request_iterator, None)
         if first is None:

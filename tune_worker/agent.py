@@ -29,6 +29,7 @@ from tune_client import storage
 from tune_client.auth import GRPC_OPTIONS, token_metadata
 from tune_client.file_transfer import file_chunks, write_chunks
 from tune_client.session import TrialStart
+from tune_worker.gpus import GpuIds
 from tune_worker.object_cache import ObjectCache, default_directory
 from tune_worker.trial_processes import TrialProcesses
 from tune_worker.uploader import (
@@ -38,6 +39,7 @@ from tune_worker.uploader import (
     TrialFilesUpload,
     Uploader,
 )
+from tune_worker.working_dirs import WorkingDirs
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,8 @@ class WorkerAgent:
         self.metadata = token_metadata(config.token)
         self.processes = TrialProcesses()
         self.uploader = Uploader(self._send, self._stream_upload)
+        self.gpus = GpuIds(config.resources.get("gpu", 0.0))
+        self.working_dirs = WorkingDirs(os.path.join(config.work_dir, "working_dirs"))
         fallback = os.path.join(config.work_dir, "objects")
         self.objects = ObjectCache(
             config.object_cache_dir or default_directory(fallback),
@@ -248,6 +252,11 @@ class WorkerAgent:
             threading.Thread(
                 target=self._start_trial, args=(command.start_trial,), daemon=True
             ).start()
+        elif kind == "drain":
+            log.info("draining: %s", command.drain.reason)
+            threading.Thread(
+                target=self.stop, args=(command.drain.reason,), daemon=True
+            ).start()
         elif kind == "stop_trial":
             log.info(
                 "stopping trial %s: %s",
@@ -258,8 +267,11 @@ class WorkerAgent:
 
     def _start_trial(self, command: tune_pb2.StartTrial) -> None:
         try:
+            working_dir = command.working_dir_object_id
             paths = self.objects.acquire(
-                command.trial_id, [command.trainable_object_id, *command.object_ids]
+                command.trial_id,
+                [command.trainable_object_id, *command.object_ids]
+                + ([working_dir] if working_dir else []),
             )
             trainable_path = paths[command.trainable_object_id]
             if self._stopping.is_set() or self.processes.shutting_down:
@@ -274,10 +286,18 @@ class WorkerAgent:
                 return
             start = self._trial_start(command, trainable_path)
             start.object_paths = paths
+            start.gpu_ids = self.gpus.allocate(
+                command.trial_id, command.resources.get("gpu", 0.0)
+            )
+            if working_dir:
+                start.working_dir = self.working_dirs.unpack(
+                    working_dir, paths[working_dir]
+                )
             self.processes.start(start)
         except Exception as exc:
             log.exception("trial %s could not start", command.trial_id)
             self.objects.release(command.trial_id)
+            self.gpus.release(command.trial_id)
             self.uploader.put(
                 TrialEnd(
                     command.trial_id,
@@ -357,6 +377,7 @@ class WorkerAgent:
     def _on_trial_ended(self, trial, outcome: str, error: str) -> None:
         log.info("trial %s ended: %s", trial.start.trial_name, outcome)
         self.objects.release(trial.trial_id)
+        self.gpus.release(trial.trial_id)
         start = trial.start
         if start.trial_dir != start.trial_path:
             self.uploader.put(

@@ -54,6 +54,12 @@ def parse_config(
     parser.add_flag("--node-ip", default=None, help="this machine's address")
     parser.add_flag("--log-level", default="INFO")
     parser.add_flag("--log-file", default=None)
+    parser.add_flag(
+        "--health-port",
+        type=int,
+        default=None,
+        help="serve the gRPC health service on this port (off if unset)",
+    )
     parser.add_flag("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     config = WorkerConfig(
@@ -104,6 +110,23 @@ def _node_ip_towards(head: str) -> str:
         return "127.0.0.1"
 
 
+def _serve_health(port: int):
+    """The standard gRPC health service, for probes; it needs no token."""
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    bound = server.add_insecure_port(f"0.0.0.0:{port}")
+    server.start()
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info("gRPC health service on port %d", bound)
+    return server
+
+
 def main(argv: list[str] | None = None) -> None:
     config, args = parse_config(argv)
     setup_logging(args.log_level, args.log_file)
@@ -120,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
 
     on_termination(shutdown)
     exit_with_parent(args.parent_pid, shutdown)
+    health = _serve_health(args.health_port) if args.health_port is not None else None
     log.info(
         "tune-worker %s starting with %s, head %s",
         config.worker_id,
@@ -127,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
         config.head,
     )
     agent.run()
+    if health is not None:
+        health.stop(0)
     log.info("tune-worker stopped")
 
 

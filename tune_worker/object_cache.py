@@ -225,6 +225,7 @@ class ObjectCache:
             os.close(fd)
 
     def holders_of(self, object_id: str) -> list[str]:
+        """The trials of this worker that hold ``object_id`` now."""
         with self._lock:
             return [
                 h

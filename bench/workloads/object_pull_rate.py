@@ -3,8 +3,8 @@
 Not a Ray comparison (so not in run.py's WORKLOADS): it starts one tune-head,
 uploads a random object of ``BENCH_OBJECT_MB`` (default 1024) megabytes with
 the client's ``put_object``, then pulls it three ways and prints each rate:
-the gRPC stream alone, the stream into a worker's object cache (hash checked,
-written to /dev/shm), and a cache that shares the head's machine (mapped from
+the gRPC stream alone, the stream into a worker's object cache (written to
+/dev/shm), and a cache that shares the head's machine (mapped from
 the head's folder, no copy).
 
     .venv/bin/python bench/workloads/object_pull_rate.py
@@ -98,7 +98,7 @@ def measure_pulls(address: str, token: str, object_id: str, folder: str) -> None
     cache = ObjectCache(shm, fetch)
     started = time.perf_counter()
     cache.ensure(object_id)
-    rate("pull into a worker cache (hash checked)", time.perf_counter() - started)
+    rate("pull into a worker cache (/dev/shm)", time.perf_counter() - started)
     cache.close()
 
     local = ObjectCache(tempfile.mkdtemp(dir=shm), fetch)

@@ -144,17 +144,37 @@ class TrialEnded(_message.Message):
     def __init__(self, trial_id: _Optional[str] = ..., outcome: _Optional[_Union[TrialOutcome, str]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class HeadCommand(_message.Message):
-    __slots__ = ("start_trial", "stop_trial", "results_ack")
+    __slots__ = ("start_trial", "stop_trial", "results_ack", "drain")
     START_TRIAL_FIELD_NUMBER: _ClassVar[int]
     STOP_TRIAL_FIELD_NUMBER: _ClassVar[int]
     RESULTS_ACK_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
     start_trial: StartTrial
     stop_trial: StopTrial
     results_ack: ResultsAck
-    def __init__(self, start_trial: _Optional[_Union[StartTrial, _Mapping]] = ..., stop_trial: _Optional[_Union[StopTrial, _Mapping]] = ..., results_ack: _Optional[_Union[ResultsAck, _Mapping]] = ...) -> None: ...
+    drain: Drain
+    def __init__(self, start_trial: _Optional[_Union[StartTrial, _Mapping]] = ..., stop_trial: _Optional[_Union[StopTrial, _Mapping]] = ..., results_ack: _Optional[_Union[ResultsAck, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ...) -> None: ...
+
+class Drain(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class DrainWorkerRequest(_message.Message):
+    __slots__ = ("worker_id",)
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
+
+class DrainWorkerReply(_message.Message):
+    __slots__ = ("trial_ids",)
+    TRIAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    trial_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, trial_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StartTrial(_message.Message):
-    __slots__ = ("experiment_id", "experiment_name", "trial_id", "trial_name", "trainable_object_id", "object_ids", "config_pickle", "trial_path", "restore_checkpoint_path", "restore_iteration", "restore_time_total_s", "next_checkpoint_index", "resources", "storage_mode", "storage_filesystem_pickle", "stop_criteria_json")
+    __slots__ = ("experiment_id", "experiment_name", "trial_id", "trial_name", "trainable_object_id", "object_ids", "config_pickle", "trial_path", "restore_checkpoint_path", "restore_iteration", "restore_time_total_s", "next_checkpoint_index", "resources", "storage_mode", "storage_filesystem_pickle", "stop_criteria_json", "working_dir_object_id")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +198,7 @@ class StartTrial(_message.Message):
     STORAGE_MODE_FIELD_NUMBER: _ClassVar[int]
     STORAGE_FILESYSTEM_PICKLE_FIELD_NUMBER: _ClassVar[int]
     STOP_CRITERIA_JSON_FIELD_NUMBER: _ClassVar[int]
+    WORKING_DIR_OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     experiment_name: str
     trial_id: str
@@ -194,7 +215,8 @@ class StartTrial(_message.Message):
     storage_mode: StorageMode
     storage_filesystem_pickle: bytes
     stop_criteria_json: bytes
-    def __init__(self, experiment_id: _Optional[str] = ..., experiment_name: _Optional[str] = ..., trial_id: _Optional[str] = ..., trial_name: _Optional[str] = ..., trainable_object_id: _Optional[str] = ..., object_ids: _Optional[_Iterable[str]] = ..., config_pickle: _Optional[bytes] = ..., trial_path: _Optional[str] = ..., restore_checkpoint_path: _Optional[str] = ..., restore_iteration: _Optional[int] = ..., restore_time_total_s: _Optional[float] = ..., next_checkpoint_index: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., storage_mode: _Optional[_Union[StorageMode, str]] = ..., storage_filesystem_pickle: _Optional[bytes] = ..., stop_criteria_json: _Optional[bytes] = ...) -> None: ...
+    working_dir_object_id: str
+    def __init__(self, experiment_id: _Optional[str] = ..., experiment_name: _Optional[str] = ..., trial_id: _Optional[str] = ..., trial_name: _Optional[str] = ..., trainable_object_id: _Optional[str] = ..., object_ids: _Optional[_Iterable[str]] = ..., config_pickle: _Optional[bytes] = ..., trial_path: _Optional[str] = ..., restore_checkpoint_path: _Optional[str] = ..., restore_iteration: _Optional[int] = ..., restore_time_total_s: _Optional[float] = ..., next_checkpoint_index: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., storage_mode: _Optional[_Union[StorageMode, str]] = ..., storage_filesystem_pickle: _Optional[bytes] = ..., stop_criteria_json: _Optional[bytes] = ..., working_dir_object_id: _Optional[str] = ...) -> None: ...
 
 class FileChunk(_message.Message):
     __slots__ = ("trial_id", "folder", "relative_path", "data", "last_of_file")
@@ -415,7 +437,7 @@ class WorkerStatus(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., total: _Optional[_Mapping[str, float]] = ..., free: _Optional[_Mapping[str, float]] = ..., trial_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExperimentStatus(_message.Message):
-    __slots__ = ("experiment_id", "name", "path", "trials_by_status", "finished")
+    __slots__ = ("experiment_id", "name", "path", "trials_by_status", "finished", "pending_reason")
     class TrialsByStatusEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -428,12 +450,14 @@ class ExperimentStatus(_message.Message):
     PATH_FIELD_NUMBER: _ClassVar[int]
     TRIALS_BY_STATUS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_REASON_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     name: str
     path: str
     trials_by_status: _containers.ScalarMap[str, int]
     finished: bool
-    def __init__(self, experiment_id: _Optional[str] = ..., name: _Optional[str] = ..., path: _Optional[str] = ..., trials_by_status: _Optional[_Mapping[str, int]] = ..., finished: _Optional[bool] = ...) -> None: ...
+    pending_reason: str
+    def __init__(self, experiment_id: _Optional[str] = ..., name: _Optional[str] = ..., path: _Optional[str] = ..., trials_by_status: _Optional[_Mapping[str, int]] = ..., finished: _Optional[bool] = ..., pending_reason: _Optional[str] = ...) -> None: ...
 
 class ClusterStatus(_message.Message):
     __slots__ = ("workers", "experiments")

@@ -81,6 +81,11 @@ class HeadStub:
                 request_serializer=tune__pb2.GetClusterStatusRequest.SerializeToString,
                 response_deserializer=tune__pb2.ClusterStatus.FromString,
                 _registered_method=True)
+        self.DrainWorker = channel.unary_unary(
+                '/tune.Head/DrainWorker',
+                request_serializer=tune__pb2.DrainWorkerRequest.SerializeToString,
+                response_deserializer=tune__pb2.DrainWorkerReply.FromString,
+                _registered_method=True)
         self.UploadTrialFiles = channel.stream_unary(
                 '/tune.Head/UploadTrialFiles',
                 request_serializer=tune__pb2.FileChunk.SerializeToString,
@@ -157,6 +162,13 @@ class HeadServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainWorker(self, request, context):
+        """Stop placing trials on a worker, move its trials elsewhere, let it exit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UploadTrialFiles(self, request_iterator, context):
         """Trial files for storage only the head can see: a worker uploads a
         checkpoint or a trial's files, and downloads a checkpoint to resume from.
@@ -218,6 +230,11 @@ def add_HeadServicer_to_server(servicer, server):
                     servicer.GetClusterStatus,
                     request_deserializer=tune__pb2.GetClusterStatusRequest.FromString,
                     response_serializer=tune__pb2.ClusterStatus.SerializeToString,
+            ),
+            'DrainWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainWorker,
+                    request_deserializer=tune__pb2.DrainWorkerRequest.FromString,
+                    response_serializer=tune__pb2.DrainWorkerReply.SerializeToString,
             ),
             'UploadTrialFiles': grpc.stream_unary_rpc_method_handler(
                     servicer.UploadTrialFiles,
@@ -475,6 +492,33 @@ class Head:
             '/tune.Head/GetClusterStatus',
             tune__pb2.GetClusterStatusRequest.SerializeToString,
             tune__pb2.ClusterStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tune.Head/DrainWorker',
+            tune__pb2.DrainWorkerRequest.SerializeToString,
+            tune__pb2.DrainWorkerReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,265 @@
+"""What operators do to a running cluster: drain, metrics, GPUs, code shipping,
+and clients that leave and come back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import tune_client as tune
+from tests.conftest import REPO, daemon_env, wait_for
+from tune_client import cluster
+from tune_client.cluster import HeadClient
+
+
+@pytest.fixture
+def connect(monkeypatch):
+    """Point the client at the test's own daemons, and back afterwards."""
+
+    def to(daemons) -> HeadClient:
+        monkeypatch.setattr(cluster, "_client", None)
+        tune.init(daemons.address, token=daemons.token, **to.init_kwargs)
+        client = HeadClient(daemons.address, daemons.token, embedded=None)
+        client.wait_ready()
+        return client
+
+    to.init_kwargs = {}
+    yield to
+    tune.init(None)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _cli(daemons, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tune_client.cli", *args],
+        env=daemon_env(TUNE_ADDRESS=daemons.address, TUNE_TOKEN=daemons.token),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
+
+
+def slow_steps(config):
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            start = int(Path(folder, "step").read_text()) + 1
+    for step in range(start, config["steps"]):
+        time.sleep(0.1)
+        folder = Path(f"ckpt-{step}")
+        folder.mkdir()
+        (folder / "step").write_text(str(step))
+        tune.report({"step": step}, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _fit_in_thread(
+    run_config: tune.RunConfig, **kwargs
+) -> tuple[threading.Thread, dict]:
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["results"] = tune.Tuner(
+                slow_steps, run_config=run_config, **kwargs
+            ).fit()
+        except Exception as exc:  # noqa: BLE001 - asserted by the caller
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+@pytest.mark.slow
+def test_drain_moves_trials_and_the_worker_exits(daemons, connect, tmp_path):
+    daemons.start_head()
+    first = daemons.start_worker("--worker-id", "first", cpus=1)
+    daemons.start_worker("--worker-id", "second", cpus=1)
+    client = connect(daemons)
+    wait_for(lambda: len(client.status().workers) == 2, 20, "both workers")
+    thread, outcome = _fit_in_thread(
+        tune.RunConfig(storage_path=str(tmp_path / "out"), verbose=0),
+        param_space={"steps": 30, "x": tune.grid_search([1, 2])},
+    )
+    out = tmp_path / "out"
+    wait_for(
+        lambda: len(list(out.glob("*/*/checkpoint_000003"))) == 2,
+        30,
+        "both trials to checkpoint",
+    )
+    drained = _cli(daemons, "drain", "first")
+    assert drained.returncode == 0, drained.stderr
+    assert "1 trials move elsewhere" in drained.stdout
+    assert first.wait(timeout=30) == 0
+    thread.join(timeout=60)
+    assert "error" not in outcome, outcome.get("error")
+    results = outcome["results"]
+    assert results.num_errors == 0
+    for result in results:
+        steps = result.metrics_dataframe["step"].tolist()
+        assert steps == list(range(30))
+    assert any(r.metrics["iterations_since_restore"] < 30 for r in results)
+
+
+def test_metrics_pending_reason_and_stop(daemons, connect, tmp_path):
+    port = _free_port()
+    daemons.start_head("--metrics-port", str(port))
+    daemons.start_worker(cpus=2)
+    client = connect(daemons)
+    wait_for(lambda: client.status().workers, 20, "the worker")
+    thread, outcome = _fit_in_thread(
+        tune.RunConfig(storage_path=str(tmp_path / "out"), name="big", verbose=0),
+        param_space={"steps": 2},
+    )
+    # A second experiment whose trials cannot fit shows why it waits.
+    big = tune.with_resources(slow_steps, {"cpu": 4})
+    waiting_thread = threading.Thread(
+        target=lambda: tune.Tuner(
+            big,
+            param_space={"steps": 1},
+            run_config=tune.RunConfig(
+                storage_path=str(tmp_path / "out"), name="waits", verbose=0
+            ),
+        ).fit(),
+        daemon=True,
+    )
+    waiting_thread.start()
+    thread.join(timeout=30)
+    shown = wait_for(
+        lambda: "big enough" in (out := _cli(daemons, "status").stdout) and out,
+        20,
+        "the pending reason",
+    )
+    assert "asking 4 cpu" in shown
+    stopped = _cli(daemons, "stop", "waits")
+    assert stopped.returncode == 0, stopped.stderr
+    waiting_thread.join(timeout=30)
+    assert not waiting_thread.is_alive()
+
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    text = body.read().decode()
+    assert "tune_workers 1.0" in text
+    assert 'tune_trials{state="TERMINATED"} 1.0' in text
+    assert "tune_results_total 2.0" in text
+    assert "tune_object_store_bytes" in text
+
+
+def gpu_report(config):
+    tune.report({"devices": os.environ.get("CUDA_VISIBLE_DEVICES", "unset")})
+    time.sleep(0.5)
+
+
+def test_each_trial_sees_only_its_gpus(daemons, connect, tmp_path):
+    daemons.start_head()
+    daemons.start_worker("--gpus", "2", cpus=3)
+    client = connect(daemons)
+    wait_for(lambda: client.status().workers, 20, "the worker")
+    run_config = tune.RunConfig(storage_path=str(tmp_path / "out"), verbose=0)
+    with_gpu = tune.Tuner(
+        tune.with_resources(gpu_report, {"cpu": 1, "gpu": 1}),
+        param_space={"x": tune.grid_search([1, 2])},
+        run_config=run_config,
+    ).fit()
+    assert sorted(r.metrics["devices"] for r in with_gpu) == ["0", "1"]
+    without = tune.Tuner(gpu_report, run_config=run_config).fit()
+    assert without[0].metrics["devices"] == ""
+
+
+def test_working_dir_ships_the_users_modules(daemons, connect, tmp_path, monkeypatch):
+    code = tmp_path / "project"
+    code.mkdir()
+    (code / "helpers_for_working_dir.py").write_text(
+        "def double(x):\n    return 2 * x\n"
+    )
+    (code / "train_for_working_dir.py").write_text(
+        textwrap.dedent(
+            """
+            import tune_client as tune
+            from helpers_for_working_dir import double
+
+            def train(config):
+                tune.report({"value": double(config["x"])})
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(code))
+    from train_for_working_dir import train
+
+    daemons.start_head()
+    daemons.start_worker(cpus=2)
+    connect.init_kwargs = {"working_dir": str(code)}
+    connect(daemons)
+    results = tune.Tuner(
+        train,
+        param_space={"x": tune.grid_search([1, 5])},
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "out"), verbose=0),
+    ).fit()
+    assert results.num_errors == 0, results.errors
+    assert sorted(r.metrics["value"] for r in results) == [2, 10]
+
+
+CLIENT_THAT_LEAVES = """
+import sys, time
+from pathlib import Path
+import tune_client as tune
+from tests.integration.test_operations import slow_steps
+tune.init(sys.argv[1], token=sys.argv[2])
+tune.Tuner(
+    slow_steps,
+    param_space={"steps": 25, "x": tune.grid_search([1, 2])},
+    run_config=tune.RunConfig(storage_path=sys.argv[3], name="left", verbose=0),
+).fit()
+"""
+
+
+@pytest.mark.slow
+def test_experiment_outlives_its_client_and_restore_attaches(
+    daemons, connect, tmp_path
+):
+    daemons.start_head()
+    daemons.start_worker(cpus=2)
+    storage = tmp_path / "out"
+    leaving = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CLIENT_THAT_LEAVES,
+            daemons.address,
+            daemons.token,
+            str(storage),
+        ],
+        env=daemon_env(),
+        cwd=REPO,
+    )
+    experiment = storage / "left"
+    wait_for(lambda: len(list(experiment.glob("*/ckpt-*"))) >= 2, 30, "progress")
+    leaving.send_signal(signal.SIGKILL)
+    leaving.wait(timeout=10)
+
+    connect(daemons)
+    results = tune.Tuner.restore(str(experiment), slow_steps).fit()
+    assert len(results) == 2 and results.num_errors == 0
+    for result in results:
+        assert result.metrics["step"] == 24
+        lines = (Path(result.path) / "result.json").read_text().splitlines()
+        steps = [json.loads(line)["step"] for line in lines]
+        assert steps == list(range(25)), "the experiment restarted or repeated"
+        assert result.metrics["iterations_since_restore"] == 25
