@@ -71,6 +71,10 @@ def _finish(f: Any, kind: str, meta: dict) -> None:
 # ---- writing -----------------------------------------------------
 
 
+# Below this a DataFrame is pickled: copying it costs less than loading Arrow.
+ARROW_MIN_BYTES = 1 << 20
+
+
 def choose_kind(obj: Any) -> str:
     """The layout ``obj`` is written in (see the module docstring)."""
     if isinstance(obj, np.ndarray) and type(obj) is np.ndarray:
@@ -84,9 +88,17 @@ def choose_kind(obj: Any) -> str:
     if module == "pandas":
         import pandas as pd
 
-        if type(obj) is pd.DataFrame and _arrow_keeps(obj):
+        if (
+            type(obj) is pd.DataFrame
+            and _frame_bytes(obj) >= ARROW_MIN_BYTES
+            and _arrow_keeps(obj)
+        ):
             return "pandas"
     return "pickle"
+
+
+def _frame_bytes(frame: Any) -> int:
+    return int(frame.memory_usage(index=True, deep=False).sum())
 
 
 def write(obj: Any, path: str) -> str:

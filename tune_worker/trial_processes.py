@@ -22,7 +22,13 @@ from tune_client.session import TrialStart, run_trial_process  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-PRELOADED_MODULES = ["tune_client.session", "cloudpickle", "numpy", "pandas"]
+PRELOADED_MODULES = [
+    "tune_client.session",
+    "cloudpickle",
+    "numpy",
+    "pandas",
+    "tune_worker.template_ready",  # last: freezes what the modules above made
+]
 STOP_GRACE_S = 5.0
 
 

@@ -67,14 +67,31 @@ FRAMES = {
 }
 
 
+@pytest.fixture
+def arrow_for_every_frame(monkeypatch):
+    """Small frames are pickled; these tests need the Arrow path at any size."""
+    monkeypatch.setattr(object_format, "ARROW_MIN_BYTES", 0)
+
+
 @pytest.mark.parametrize("name", list(FRAMES))
-def test_dataframes_round_trip(name, tmp_path):
+def test_dataframes_round_trip(name, tmp_path, arrow_for_every_frame):
     frame = FRAMES[name]
     loaded, _ = round_trip(frame, tmp_path)
     pd.testing.assert_frame_equal(loaded, frame)
 
 
-def test_numeric_dataframe_is_stored_as_arrow_ipc(tmp_path):
+def test_small_dataframe_is_pickled_and_large_one_goes_to_arrow(tmp_path):
+    small = pd.DataFrame({"A": [1, 2, 3], "B": [4, 5, 6]})
+    loaded, encoded = round_trip(small, tmp_path)
+    assert encoded.kind == "pickle"
+    pd.testing.assert_frame_equal(loaded, small)
+    large = pd.DataFrame({"a": np.arange(200_000.0)})
+    loaded, encoded = round_trip(large, tmp_path)
+    assert encoded.kind == "pandas"
+    pd.testing.assert_frame_equal(loaded, large)
+
+
+def test_numeric_dataframe_is_stored_as_arrow_ipc(tmp_path, arrow_for_every_frame):
     frame = pd.DataFrame({"a": np.arange(5.0), "b": np.arange(5)})
     encoded = object_codec.encode(frame, "frame", directory=str(tmp_path))
     assert encoded.kind == "pandas"
