@@ -94,7 +94,10 @@ class ProgressReporter:
                 table.add_column(column)
         for trial in trials[:MAX_ROWS]:
             config = flatten_dict(trial.config)
-            row = [trial.trial_name, trial.status]
+            status = trial.status
+            if getattr(trial, "storage_error", ""):
+                status += " (checkpoint upload failed)"
+            row = [trial.trial_name, status]
             row += [_short(config.get(key)) for key in self.param_keys]
             row.append(str(trial.last_result.get("training_iteration", "")))
             if self.metric:

@@ -65,6 +65,7 @@ class TrialView:
         self.path = info.path
         self.error = info.error
         self.num_failures = info.num_failures
+        self.storage_error = info.storage_error
         self.checkpoints = list(info.checkpoints)
         if info.last_result_json:
             self.last_result = json.loads(info.last_result_json)
@@ -246,6 +247,7 @@ class Tuner:
         self._restore = _restore
         self._results: ResultGrid | None = None
         validate_param_space(self.param_space)
+        _check_checkpoint_config(self.run_config.checkpoint_config)
 
     # ---- restore ----------------------------------------------------------
 
@@ -429,6 +431,17 @@ class Tuner:
                 self._restore["path"], self.tune_config.metric, self.tune_config.mode
             )
         raise ClusterError("no results yet: call Tuner.fit() first.")
+
+
+def _check_checkpoint_config(config) -> None:
+    """Function trainables checkpoint when they report; they cannot be asked to."""
+    if config.checkpoint_frequency or config.checkpoint_at_end:
+        raise TuneConfigError(
+            "CheckpointConfig(checkpoint_frequency=..., checkpoint_at_end=...) needs "
+            "a trainable that can be told to checkpoint; a function trainable "
+            "saves one whenever it calls tune.report(..., checkpoint=...). Remove "
+            "these settings and checkpoint in the function instead."
+        )
 
 
 def _zip_folder(folder: str) -> bytes:

@@ -305,6 +305,11 @@ class Head:
         if found is None:
             return
         exp, trial = found
+        if message.error:
+            log.error("trial %s: %s", trial.trial_name, message.error)
+            trial.storage_error = message.error
+            self._on_trial_changed(exp, trial)
+            return
         if any(c.dir_name == message.dir_name for c in trial.checkpoints):
             return  # sent again after a reconnect
         record = CheckpointRecord(
@@ -926,6 +931,7 @@ def trial_info(trial: Trial) -> tune_pb2.TrialInfo:
         ],
         worker_id=trial.worker_id,
         num_failures=trial.num_failures,
+        storage_error=trial.storage_error,
     )
 
 

@@ -63,6 +63,8 @@ class Trial:
     last_iteration: int = 0
     checkpoints: list[CheckpointRecord] = field(default_factory=list)
     next_checkpoint_index: int = 0
+    # The last checkpoint upload that failed after its retries, shown to users.
+    storage_error: str = ""
     # Set while the trial is being stopped to start again (PBT's exploit).
     restart_pending: bool = False
     # The checkpoint the next start restores from when it is not the latest.
@@ -88,6 +90,7 @@ class Trial:
             "resources": self.resources,
             "num_failures": self.num_failures,
             "error": self.error,
+            "storage_error": self.storage_error,
             "last_iteration": self.last_iteration,
             "last_result": json.loads(self.last_result_json or b"{}"),
             "checkpoints": [c.to_json() for c in self.checkpoints],

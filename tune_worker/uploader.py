@@ -144,8 +144,14 @@ class Uploader:
         what = f"{item.dir_name} of trial {item.trial_id}"
         try:
             path = self._with_retries(what, lambda: self._persist(item))
-        except Exception:
-            return  # logged; the trial goes on without this checkpoint
+        except Exception as exc:  # the trial goes on; the head shows the failure
+            failed = tune_pb2.CheckpointPersisted(
+                trial_id=item.trial_id,
+                dir_name=item.dir_name,
+                error=f"uploading {item.dir_name} failed: {exc}",
+            )
+            self._send(tune_pb2.WorkerMessage(checkpoint=failed))
+            return
         iteration = json.loads(item.metrics_json).get("training_iteration", 0)
         persisted = tune_pb2.CheckpointPersisted(
             trial_id=item.trial_id,

@@ -120,18 +120,20 @@ class TrialResult(_message.Message):
     def __init__(self, trial_id: _Optional[str] = ..., metrics_json: _Optional[bytes] = ...) -> None: ...
 
 class CheckpointPersisted(_message.Message):
-    __slots__ = ("trial_id", "dir_name", "path", "training_iteration", "metrics_json")
+    __slots__ = ("trial_id", "dir_name", "path", "training_iteration", "metrics_json", "error")
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
     DIR_NAME_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     TRAINING_ITERATION_FIELD_NUMBER: _ClassVar[int]
     METRICS_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     trial_id: str
     dir_name: str
     path: str
     training_iteration: int
     metrics_json: bytes
-    def __init__(self, trial_id: _Optional[str] = ..., dir_name: _Optional[str] = ..., path: _Optional[str] = ..., training_iteration: _Optional[int] = ..., metrics_json: _Optional[bytes] = ...) -> None: ...
+    error: str
+    def __init__(self, trial_id: _Optional[str] = ..., dir_name: _Optional[str] = ..., path: _Optional[str] = ..., training_iteration: _Optional[int] = ..., metrics_json: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
 
 class TrialEnded(_message.Message):
     __slots__ = ("trial_id", "outcome", "error")
@@ -335,7 +337,7 @@ class WatchExperimentRequest(_message.Message):
     def __init__(self, experiment_id: _Optional[str] = ..., after_sequence: _Optional[int] = ..., head_epoch: _Optional[str] = ...) -> None: ...
 
 class TrialInfo(_message.Message):
-    __slots__ = ("trial_id", "trial_name", "status", "config_pickle", "path", "last_result_json", "error", "checkpoints", "worker_id", "num_failures")
+    __slots__ = ("trial_id", "trial_name", "status", "config_pickle", "path", "last_result_json", "error", "checkpoints", "worker_id", "num_failures", "storage_error")
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
     TRIAL_NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -346,6 +348,7 @@ class TrialInfo(_message.Message):
     CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     NUM_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_ERROR_FIELD_NUMBER: _ClassVar[int]
     trial_id: str
     trial_name: str
     status: TrialStatus
@@ -356,7 +359,8 @@ class TrialInfo(_message.Message):
     checkpoints: _containers.RepeatedCompositeFieldContainer[CheckpointPersisted]
     worker_id: str
     num_failures: int
-    def __init__(self, trial_id: _Optional[str] = ..., trial_name: _Optional[str] = ..., status: _Optional[_Union[TrialStatus, str]] = ..., config_pickle: _Optional[bytes] = ..., path: _Optional[str] = ..., last_result_json: _Optional[bytes] = ..., error: _Optional[str] = ..., checkpoints: _Optional[_Iterable[_Union[CheckpointPersisted, _Mapping]]] = ..., worker_id: _Optional[str] = ..., num_failures: _Optional[int] = ...) -> None: ...
+    storage_error: str
+    def __init__(self, trial_id: _Optional[str] = ..., trial_name: _Optional[str] = ..., status: _Optional[_Union[TrialStatus, str]] = ..., config_pickle: _Optional[bytes] = ..., path: _Optional[str] = ..., last_result_json: _Optional[bytes] = ..., error: _Optional[str] = ..., checkpoints: _Optional[_Iterable[_Union[CheckpointPersisted, _Mapping]]] = ..., worker_id: _Optional[str] = ..., num_failures: _Optional[int] = ..., storage_error: _Optional[str] = ...) -> None: ...
 
 class ExperimentEvent(_message.Message):
     __slots__ = ("sequence", "trial_updated", "result", "checkpoint", "experiment_ended")

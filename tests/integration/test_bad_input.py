@@ -391,3 +391,13 @@ def test_trial_process_killed_by_sigkill_is_an_error(storage):
     assert results.num_errors == 1
     with open(os.path.join(result.path, "error.txt")) as f:
         assert "SIGKILL" in f.read()
+
+
+def test_checkpoint_frequency_is_refused_for_function_trainables(storage):
+    with pytest.raises(TuneConfigError, match="tune.report"):
+        Tuner(
+            data_trainable,
+            run_config=tune.RunConfig(
+                checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=2)
+            ),
+        )

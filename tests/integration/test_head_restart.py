@@ -28,6 +28,16 @@ def steady(config):
         tune.report({"pid": os.getpid()})
 
 
+class CountResults(tune.Callback):
+    """Every (trial, iteration) the client's callbacks were handed."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.seen.append((trial.trial_id, result["training_iteration"]))
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -46,6 +56,7 @@ def test_head_restart_keeps_running_trials(daemons, tmp_path, monkeypatch, how):
     monkeypatch.setattr(cluster, "_client", None)
     tune.init(daemons.address, token=daemons.token)
     outcome: dict = {}
+    counter = CountResults()
 
     def run() -> None:
         try:
@@ -53,7 +64,10 @@ def test_head_restart_keeps_running_trials(daemons, tmp_path, monkeypatch, how):
                 steady,
                 param_space={"marks": str(marks), "x": tune.grid_search([1, 2])},
                 run_config=tune.RunConfig(
-                    storage_path=str(tmp_path / "results"), name="steady", verbose=0
+                    storage_path=str(tmp_path / "results"),
+                    name="steady",
+                    callbacks=[counter],
+                    verbose=0,
                 ),
             ).fit()
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
@@ -82,3 +96,4 @@ def test_head_restart_keeps_running_trials(daemons, tmp_path, monkeypatch, how):
         rows = [json.loads(line) for line in lines]
         assert [r["training_iteration"] for r in rows] == list(range(1, ITERATIONS + 1))
         assert len({r["pid"] for r in rows}) == 1
+    assert len(counter.seen) == len(set(counter.seen)), "a result reached a hook twice"
