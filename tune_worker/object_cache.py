@@ -32,6 +32,7 @@ import errno
 import fcntl
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -165,9 +166,8 @@ class ObjectCache:
         would cost about as much time as the transfer itself.
         """
         written = 0
-        with open(tmp, "wb") as f:
-            for chunk in _chain(first, chunks):
-                data = chunk.data
+        with open(tmp, "wb", buffering=0) as f:
+            for data in _prefetched(_chain(first, chunks)):
                 f.write(data)
                 written += len(data)
         if written != size:
@@ -347,3 +347,30 @@ def _remove(path: str) -> None:
         os.remove(path)
     except FileNotFoundError:
         pass
+
+
+def _prefetched(chunks, depth: int = 8):
+    """The chunks' data, received on another thread while this one writes.
+
+    Receiving and writing each take about as long as the other; overlapping
+    them nearly doubles the pull rate.
+    """
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def receive() -> None:
+        try:
+            for chunk in chunks:
+                handoff.put(chunk.data)
+            handoff.put(done)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the writer
+            handoff.put(exc)
+
+    threading.Thread(target=receive, name="object-pull", daemon=True).start()
+    while True:
+        item = handoff.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
