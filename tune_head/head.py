@@ -74,6 +74,7 @@ class Experiment:
     events: list[tune_pb2.ExperimentEvent] = field(default_factory=list)
     finished: bool = False
     state_dirty: bool = False
+    last_turn: int = 0  # when a trial of this experiment was last placed
 
     @property
     def name(self) -> str:
@@ -115,6 +116,7 @@ class Head:
             state_dir or os.path.join(self.mirror_dir, "head_state")
         )
         self._reattach_deadline = 0.0
+        self._turns = 0
         self.results_counter = None  # set when Prometheus metrics are served
         self._closed = threading.Event()
         self._monitor = threading.Thread(
@@ -614,11 +616,16 @@ class Head:
         exp.state_dirty = False
 
     def _schedule(self) -> None:
-        """Place pending trials, taking experiments in turn so each gets a share."""
+        """Place pending trials, experiments taking turns so each gets a share.
+
+        An experiment that just got a trial placed goes to the back of the
+        line, so when one slot frees up it goes to the experiment that has
+        waited longest, whichever client submitted first.
+        """
         progress = True
         while progress:
             progress = False
-            for exp in list(self.experiments.values()):
+            for exp in sorted(self.experiments.values(), key=lambda e: e.last_turn):
                 if exp.finished:
                     continue
                 try:
@@ -628,6 +635,8 @@ class Head:
                     trial = None
                 if trial is not None and self._place(exp, trial):
                     progress = True
+                    self._turns += 1
+                    exp.last_turn = self._turns
                 self._apply_actions(exp)
 
     def _place(self, exp: Experiment, trial: Trial) -> bool:

@@ -87,3 +87,25 @@ def test_daemon_exits_on_sigterm(daemons):
     for process in (worker, head):
         process.terminate()
         assert process.wait(timeout=20) == 0
+
+
+def test_worker_serves_the_health_service_for_probes(daemons):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemons.start_head()
+    daemons.start_worker("--health-port", str(port))
+
+    def serving():
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=2
+                )
+            return reply.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError:
+            return False
+
+    wait_for(serving, 20, "the worker's health service")

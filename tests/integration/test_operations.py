@@ -263,3 +263,48 @@ def test_experiment_outlives_its_client_and_restore_attaches(
         steps = [json.loads(line)["step"] for line in lines]
         assert steps == list(range(25)), "the experiment restarted or repeated"
         assert result.metrics["iterations_since_restore"] == 25
+
+
+def timed(config):
+    Path(config["log"], f"{config['group']}-{config['i']}").write_text(str(time.time()))
+    time.sleep(0.4)
+    tune.report({"done": 1})
+
+
+def test_two_clients_share_the_cluster_fairly(daemons, connect, tmp_path):
+    daemons.start_head()
+    daemons.start_worker(cpus=1)
+    client = connect(daemons)
+    wait_for(lambda: client.status().workers, 20, "the worker")
+    log = tmp_path / "starts"
+    log.mkdir()
+    threads = []
+    for group in ("first", "second"):
+        space = {"log": str(log), "group": group, "i": tune.grid_search([0, 1, 2, 3])}
+        threads.append(
+            threading.Thread(
+                target=tune.Tuner(
+                    timed,
+                    param_space=space,
+                    run_config=tune.RunConfig(
+                        storage_path=str(tmp_path / "out"), name=group, verbose=0
+                    ),
+                ).fit,
+                daemon=True,
+            )
+        )
+    threads[0].start()
+    wait_for(lambda: any(log.iterdir()), 20, "the first experiment to start")
+    threads[1].start()
+    for thread in threads:
+        thread.join(timeout=60)
+    order = [
+        p.name.split("-")[0]
+        for p in sorted(log.iterdir(), key=lambda p: float(p.read_text()))
+    ]
+    assert len(order) == 8
+    # Once both wait, one slot at a time goes to each experiment in turn.
+    assert order[1:7] in (
+        ["second", "first"] * 3,
+        ["first", "second"] * 3,
+    ), order
