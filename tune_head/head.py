@@ -464,7 +464,11 @@ class Head:
         return Experiment(state["experiment_id"], controller, storage, b"")
 
     def _storage_for(self, spec: ExperimentSpec, path: str) -> es.ExperimentStorage:
-        filesystem = spec.run_config.storage_filesystem
+        return self._storage_at(path, spec.run_config.storage_filesystem)
+
+    def _storage_at(self, path: str, filesystem) -> es.ExperimentStorage:
+        """An experiment's storage; a bucket's is mirrored in a folder named
+        after its path, so a restarted head finds the same mirror."""
         mirror = os.path.join(
             self.mirror_dir, hashlib.sha1(path.encode()).hexdigest()[:16]
         )
@@ -829,10 +833,7 @@ class Head:
             if entry["filesystem"]
             else None
         )
-        mirror = os.path.join(
-            self.mirror_dir, hashlib.sha1(path.encode()).hexdigest()[:16]
-        )
-        storage = es.ExperimentStorage(path, filesystem, mirror)
+        storage = self._storage_at(path, filesystem)
         storage.download_for_restore()
         with open(os.path.join(storage.local_root, es.SPEC_FILE), "rb") as f:
             spec_pickle = f.read()
