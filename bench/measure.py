@@ -168,8 +168,10 @@ def _start_services(spec: RunSpec, stack: ExitStack) -> dict[str, str]:
 def parse_metrics(path: str | Path) -> dict[str, dict]:
     """Collect the BENCH_METRIC lines of a run's stdout; the last one wins.
 
-    With no direction given, a unit ending in ``/s`` (a rate) is better
-    higher, anything else (seconds, microseconds per result) better lower.
+    Scripts print only what they can measure; the direction is read here so
+    the report can put every ratio the same way round. With none given, a
+    unit ending in ``/s`` is a rate (higher is better); anything else
+    (seconds, microseconds per result) is a cost (lower is better).
     """
     try:
         lines = Path(path).read_text(errors="replace").splitlines()

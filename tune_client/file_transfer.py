@@ -15,13 +15,17 @@ from proto.generated import tune_pb2
 CHUNK_SIZE = 4 * 1024 * 1024
 
 
-def file_chunks(trial_id: str, folder: str, local_dir: str) -> Iterator:
+def file_chunks(
+    trial_id: str, folder: str, local_dir: str, run_id: str = ""
+) -> Iterator:
     """Every file under ``local_dir`` as FileChunk messages, file by file."""
     for root, _, names in os.walk(local_dir):
         for name in sorted(names):
             path = os.path.join(root, name)
             relative = os.path.relpath(path, local_dir)
-            yield from _chunks_of(trial_id, folder, relative, path)
+            for chunk in _chunks_of(trial_id, folder, relative, path):
+                chunk.run_id = run_id
+                yield chunk
 
 
 def _chunks_of(trial_id: str, folder: str, relative: str, path: str) -> Iterator:

@@ -49,6 +49,7 @@ class TrialStart:
     node_ip: str = "127.0.0.1"
     # How the worker stores this trial's files (see tune_worker.uploader).
     stream_to_head: bool = False
+    run_id: str = ""
     storage_filesystem: Any = None
     # The filesystem of restore_checkpoint_path; None for a local folder.
     checkpoint_filesystem: Any = None

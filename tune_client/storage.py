@@ -15,6 +15,8 @@ from tune_client.errors import StorageError
 
 # Written last into a checkpoint folder in a bucket: the folder is whole.
 CHECKPOINT_MARKER = ".checkpoint_complete"
+# In a trial's folder: the run of the trial that owns it (see the uploader).
+RUN_OWNER_FILE = ".run_owner"
 
 
 def is_uri(path: str) -> bool:

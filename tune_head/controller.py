@@ -198,6 +198,7 @@ class ExperimentController:
         """
         trial.status = TrialStatus.RUNNING
         trial.worker_id = worker_id
+        trial.runs += 1
         start_point = trial.restore_point
         restart_at = start_point.training_iteration if start_point else 0
         if trial.last_iteration > restart_at:

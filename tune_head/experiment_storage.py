@@ -183,6 +183,21 @@ class ExperimentStorage:
         self._write(f"{trial.dir_name}/params.json", params_json.encode())
         self._write(f"{trial.dir_name}/params.pkl", cloudpickle.dumps(trial.config))
 
+    def claim_trial_folder(self, trial: Trial) -> None:
+        """Record which run of the trial may write checkpoints into its folder.
+
+        A worker cut off from the head may still be running an older run;
+        its uploads check this and step aside (see tune_worker.uploader).
+        """
+        data = trial.run_id.encode()
+        if self.remote is None:
+            os.makedirs(trial.path, exist_ok=True)
+            write_atomically(os.path.join(trial.path, storage.RUN_OWNER_FILE), data)
+        else:
+            fs, _ = self.remote
+            target = storage.fs_path(f"{trial.path}/{storage.RUN_OWNER_FILE}", fs)
+            fs.pipe_file(target, data)
+
     def has_params(self, trial: Trial) -> bool:
         return os.path.exists(self._local(trial.dir_name, "params.pkl"))
 

@@ -238,6 +238,10 @@ class Head:
         if handle is None:
             return
         log.warning("worker %s lost: %s", worker_id, reason)
+        # End its stream: if it is alive after all, it reconnects, registers
+        # anew and is told which of its trials are stale.
+        handle.stream_epoch += 1
+        handle.outbox.put(None)
         self.placer.remove_worker(worker_id)
         for exp in self.experiments.values():
             exp.controller.on_worker_lost(worker_id)
@@ -474,13 +478,20 @@ class Head:
         )
         return es.ExperimentStorage(path, filesystem, mirror)
 
-    def trial_folder(self, trial_id: str) -> tuple[str, str]:
-        """A trial's folder on this machine, and its path in storage."""
+    def trial_folder(self, trial_id: str, run_id: str = "") -> tuple[str, str]:
+        """A trial's folder on this machine, and its path in storage.
+
+        Raises PermissionError for a run that is no longer the trial's current.
+        """
         with self.lock:
             found = self._find_trial(trial_id)
             if found is None or found[0].storage.is_remote:
                 raise KeyError(trial_id)
             exp, trial = found
+            if run_id and run_id != trial.run_id:
+                raise PermissionError(
+                    f"run {run_id} of trial {trial_id} was replaced by {trial.run_id}"
+                )
             return os.path.join(exp.storage.local_root, trial.dir_name), trial.path
 
     def holds_path(self, path: str) -> bool:
@@ -652,6 +663,7 @@ class Head:
             return False
         self.placer.reserve(worker_id, trial.resources)
         exp.controller.on_trial_started(trial, worker_id)
+        exp.storage.claim_trial_folder(trial)
         handle.send(tune_pb2.HeadCommand(start_trial=self._start_command(exp, trial)))
         log.info("trial %s placed on worker %s", trial.trial_name, worker_id)
         return True
@@ -668,6 +680,7 @@ class Head:
             object_ids=spec.object_ids,
             config_pickle=cloudpickle.dumps(trial.config),
             trial_path=trial.path,
+            run_id=trial.run_id,
             restore_checkpoint_path=latest.path if latest else "",
             restore_iteration=latest.training_iteration if latest else 0,
             restore_time_total_s=float(

@@ -82,8 +82,13 @@ class ObjectStore:
 
     def _object_files(self) -> Iterator[tuple[str, int]]:
         for entry in os.scandir(self.directory):
-            if len(entry.name) == 64 and entry.is_file():
-                yield entry.name, entry.stat().st_size
+            if len(entry.name) != 64:
+                continue
+            try:
+                if entry.is_file():
+                    yield entry.name, entry.stat().st_size
+            except FileNotFoundError:
+                continue  # released while we looked
 
     # ---- writing and reading ----------------------------------------------------
 

@@ -58,6 +58,7 @@ def _load_trial(storage: es.ExperimentStorage, record: dict) -> Trial:
         resources=record.get("resources") or {"cpu": 1.0},
         status=TrialStatus(record["status"]),
         worker_id=record.get("worker_id", ""),
+        runs=int(record.get("runs", 0)),
         num_failures=int(record.get("num_failures", 0)),
         error=record.get("error", ""),
     )

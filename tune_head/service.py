@@ -179,9 +179,13 @@ class HeadService(tune_pb2_grpc.HeadServicer):
         if first is None:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no files sent")
         try:
-            trial_folder, stored_path = self.head.trial_folder(first.trial_id)
+            trial_folder, stored_path = self.head.trial_folder(
+                first.trial_id, first.run_id
+            )
         except KeyError:
             context.abort(grpc.StatusCode.NOT_FOUND, f"no trial {first.trial_id}")
+        except PermissionError as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         try:
             file_transfer.receive(request_iterator, trial_folder, first)
         except ValueError as exc:

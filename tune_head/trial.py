@@ -63,6 +63,8 @@ class Trial:
     last_iteration: int = 0
     checkpoints: list[CheckpointRecord] = field(default_factory=list)
     next_checkpoint_index: int = 0
+    # How many times the trial was started; names the current run.
+    runs: int = 0
     # The last checkpoint upload that failed after its retries, shown to users.
     storage_error: str = ""
     # Set while the trial is being stopped to start again (PBT's exploit).
@@ -73,6 +75,10 @@ class Trial:
     @property
     def latest_checkpoint(self) -> CheckpointRecord | None:
         return self.checkpoints[-1] if self.checkpoints else None
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.trial_id}.{self.runs}"
 
     @property
     def restore_point(self) -> CheckpointRecord | None:
@@ -91,6 +97,7 @@ class Trial:
             "num_failures": self.num_failures,
             "error": self.error,
             "storage_error": self.storage_error,
+            "runs": self.runs,
             "last_iteration": self.last_iteration,
             "last_result": json.loads(self.last_result_json or b"{}"),
             "checkpoints": [c.to_json() for c in self.checkpoints],

@@ -34,6 +34,7 @@ from tune_worker.object_cache import ObjectCache, default_directory
 from tune_worker.trial_processes import TrialProcesses
 from tune_worker.uploader import (
     CheckpointUpload,
+    StaleRunError,
     StorageTarget,
     TrialEnd,
     TrialFilesUpload,
@@ -211,14 +212,22 @@ class WorkerAgent:
                 return
             stream_queue.put(message)
 
-    def _stream_upload(self, trial_id: str, folder: str, local_dir: str) -> str:
+    def _stream_upload(
+        self, trial_id: str, folder: str, local_dir: str, run_id: str
+    ) -> str:
         """Send a folder to the head, for storage only it sees; its stored path."""
         stub = self._stub
         if stub is None:
             raise ConnectionError("not connected to the head")
-        reply = stub.UploadTrialFiles(
-            file_chunks(trial_id, folder, local_dir), metadata=self.metadata
-        )
+        try:
+            reply = stub.UploadTrialFiles(
+                file_chunks(trial_id, folder, local_dir, run_id),
+                metadata=self.metadata,
+            )
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise StaleRunError(exc.details()) from exc
+            raise
         return reply.path
 
     def _download_checkpoint(self, command: tune_pb2.StartTrial) -> str:
@@ -346,6 +355,7 @@ class WorkerAgent:
             next_checkpoint_index=command.next_checkpoint_index,
             node_ip=self.config.node_ip,
             stream_to_head=stream,
+            run_id=command.run_id,
             stop_criteria=json.loads(command.stop_criteria_json or b"{}"),
             storage_filesystem=filesystem,
             checkpoint_filesystem=checkpoint_filesystem,
@@ -399,7 +409,7 @@ class WorkerAgent:
 
 def _storage_target(start: TrialStart) -> StorageTarget:
     return StorageTarget(
-        start.trial_path, start.stream_to_head, start.storage_filesystem
+        start.trial_path, start.stream_to_head, start.storage_filesystem, start.run_id
     )
 
 

@@ -33,8 +33,9 @@ from tune_client.storage import CHECKPOINT_MARKER
 log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (0.5, 1, 2, 4, 8)
 
-# (trial_id, folder under the trial's folder or "", local folder) -> stored path
-StreamUpload = Callable[[str, str, str], str]
+# (trial_id, folder under the trial's folder or "", local folder, run id)
+# -> the stored path; raises StaleRunError when the head refuses the run.
+StreamUpload = Callable[[str, str, str, str], str]
 
 
 @dataclass
@@ -44,6 +45,7 @@ class StorageTarget:
     trial_path: str
     stream_to_head: bool = False
     filesystem: Any = None
+    run_id: str = ""
 
     @property
     def is_remote(self) -> bool:
@@ -126,6 +128,8 @@ class Uploader:
         for attempt, delay in enumerate((*RETRY_DELAYS_S, None), start=1):
             try:
                 return action()
+            except StaleRunError:
+                raise
             except Exception as exc:
                 if delay is None:
                     log.error("uploading %s failed for good: %s", what, exc)
@@ -144,6 +148,9 @@ class Uploader:
         what = f"{item.dir_name} of trial {item.trial_id}"
         try:
             path = self._with_retries(what, lambda: self._persist(item))
+        except StaleRunError as exc:
+            log.warning("%s", exc)
+            return
         except Exception as exc:  # the trial goes on; the head shows the failure
             failed = tune_pb2.CheckpointPersisted(
                 trial_id=item.trial_id,
@@ -164,8 +171,16 @@ class Uploader:
 
     def _persist(self, item: CheckpointUpload) -> str:
         target = item.target
+        if not owns_folder(target):
+            shutil.rmtree(item.staged_path, ignore_errors=True)
+            raise StaleRunError(
+                f"a newer run of trial {item.trial_id} owns its folder; "
+                f"{item.dir_name} of run {target.run_id} is dropped"
+            )
         if target.stream_to_head:
-            path = self._stream_upload(item.trial_id, item.dir_name, item.staged_path)
+            path = self._stream_upload(
+                item.trial_id, item.dir_name, item.staged_path, target.run_id
+            )
             shutil.rmtree(item.staged_path, ignore_errors=True)
             return path
         if target.is_remote:
@@ -179,10 +194,36 @@ class Uploader:
             return
         target = item.target
         if target.stream_to_head:
-            self._stream_upload(item.trial_id, "", item.local_dir)
+            self._stream_upload(item.trial_id, "", item.local_dir, target.run_id)
             return
         fs, fs_path = storage.get_filesystem(target.trial_path, target.filesystem)
         fs.put(item.local_dir.rstrip("/") + "/", fs_path, recursive=True)
+
+
+class StaleRunError(Exception):
+    """The trial was restarted elsewhere; this run may no longer write."""
+
+
+def owns_folder(target: StorageTarget) -> bool:
+    """Whether the trial's folder still belongs to this run of the trial.
+
+    The head writes the current run's id into the folder whenever it starts
+    the trial; a run on a worker that was cut off from it finds another id.
+    A folder streamed to the head is checked by the head itself.
+    """
+    if target.stream_to_head or not target.run_id:
+        return True
+    owner_path = storage.join(target.trial_path, storage.RUN_OWNER_FILE)
+    try:
+        if target.is_remote:
+            fs, fs_path = storage.get_filesystem(owner_path, target.filesystem)
+            owner = fs.cat_file(fs_path).decode()
+        else:
+            with open(owner_path) as f:
+                owner = f.read()
+    except FileNotFoundError:
+        return True
+    return owner.strip() == target.run_id
 
 
 def put_in_bucket(staged: str, trial_path: str, dir_name: str, filesystem) -> str:

@@ -176,7 +176,7 @@ class DrainWorkerReply(_message.Message):
     def __init__(self, trial_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StartTrial(_message.Message):
-    __slots__ = ("experiment_id", "experiment_name", "trial_id", "trial_name", "trainable_object_id", "object_ids", "config_pickle", "trial_path", "restore_checkpoint_path", "restore_iteration", "restore_time_total_s", "next_checkpoint_index", "resources", "storage_mode", "storage_filesystem_pickle", "stop_criteria_json", "working_dir_object_id")
+    __slots__ = ("experiment_id", "experiment_name", "trial_id", "trial_name", "trainable_object_id", "object_ids", "config_pickle", "trial_path", "restore_checkpoint_path", "restore_iteration", "restore_time_total_s", "next_checkpoint_index", "resources", "storage_mode", "storage_filesystem_pickle", "stop_criteria_json", "working_dir_object_id", "run_id")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +201,7 @@ class StartTrial(_message.Message):
     STORAGE_FILESYSTEM_PICKLE_FIELD_NUMBER: _ClassVar[int]
     STOP_CRITERIA_JSON_FIELD_NUMBER: _ClassVar[int]
     WORKING_DIR_OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     experiment_name: str
     trial_id: str
@@ -218,21 +219,24 @@ class StartTrial(_message.Message):
     storage_filesystem_pickle: bytes
     stop_criteria_json: bytes
     working_dir_object_id: str
-    def __init__(self, experiment_id: _Optional[str] = ..., experiment_name: _Optional[str] = ..., trial_id: _Optional[str] = ..., trial_name: _Optional[str] = ..., trainable_object_id: _Optional[str] = ..., object_ids: _Optional[_Iterable[str]] = ..., config_pickle: _Optional[bytes] = ..., trial_path: _Optional[str] = ..., restore_checkpoint_path: _Optional[str] = ..., restore_iteration: _Optional[int] = ..., restore_time_total_s: _Optional[float] = ..., next_checkpoint_index: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., storage_mode: _Optional[_Union[StorageMode, str]] = ..., storage_filesystem_pickle: _Optional[bytes] = ..., stop_criteria_json: _Optional[bytes] = ..., working_dir_object_id: _Optional[str] = ...) -> None: ...
+    run_id: str
+    def __init__(self, experiment_id: _Optional[str] = ..., experiment_name: _Optional[str] = ..., trial_id: _Optional[str] = ..., trial_name: _Optional[str] = ..., trainable_object_id: _Optional[str] = ..., object_ids: _Optional[_Iterable[str]] = ..., config_pickle: _Optional[bytes] = ..., trial_path: _Optional[str] = ..., restore_checkpoint_path: _Optional[str] = ..., restore_iteration: _Optional[int] = ..., restore_time_total_s: _Optional[float] = ..., next_checkpoint_index: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., storage_mode: _Optional[_Union[StorageMode, str]] = ..., storage_filesystem_pickle: _Optional[bytes] = ..., stop_criteria_json: _Optional[bytes] = ..., working_dir_object_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class FileChunk(_message.Message):
-    __slots__ = ("trial_id", "folder", "relative_path", "data", "last_of_file")
+    __slots__ = ("trial_id", "folder", "relative_path", "data", "last_of_file", "run_id")
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
     FOLDER_FIELD_NUMBER: _ClassVar[int]
     RELATIVE_PATH_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     LAST_OF_FILE_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     trial_id: str
     folder: str
     relative_path: str
     data: bytes
     last_of_file: bool
-    def __init__(self, trial_id: _Optional[str] = ..., folder: _Optional[str] = ..., relative_path: _Optional[str] = ..., data: _Optional[bytes] = ..., last_of_file: _Optional[bool] = ...) -> None: ...
+    run_id: str
+    def __init__(self, trial_id: _Optional[str] = ..., folder: _Optional[str] = ..., relative_path: _Optional[str] = ..., data: _Optional[bytes] = ..., last_of_file: _Optional[bool] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class UploadTrialFilesReply(_message.Message):
     __slots__ = ("path",)
