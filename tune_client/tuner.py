@@ -9,7 +9,6 @@ and printing progress, until the experiment ends.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -17,23 +16,26 @@ import time
 from typing import Any
 
 import cloudpickle
-import grpc
 
 from proto.generated import tune_pb2
 from tune_client import cluster, large_inputs, object_codec, storage
-from tune_client.checkpoint import Checkpoint
 from tune_client.config import RunConfig, TuneConfig
 from tune_client.errors import (
     ClusterError,
     RestoreError,
-    TrialError,
     TuneConfigError,
     TuneError,
 )
 from tune_client.experiment import ExperimentSpec
+from tune_client.experiment_run import ExperimentRun, result_from_info
 from tune_client.progress import ProgressReporter
-from tune_client.result_grid import Result, ResultGrid
+from tune_client.result_grid import ResultGrid
 from tune_client.search.variants import flatten_dict, validate_param_space
+from tune_client.stored_results import (
+    STATE_FILE,
+    read_spec,
+    result_grid_from_storage,
+)
 from tune_client.trainable import (
     WrappedTrainable,
     _unwrap,
@@ -42,171 +44,6 @@ from tune_client.trainable import (
 )
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "experiment_state.json"
-SPEC_FILE = "experiment.pkl"
-_STATUS_NAMES = {v: k for k, v in tune_pb2.TrialStatus.items()}
-
-
-class TrialView:
-    """The client's picture of one trial, handed to callbacks."""
-
-    def __init__(self, info: tune_pb2.TrialInfo) -> None:
-        self.trial_id = info.trial_id
-        self.last_result: dict = {}
-        self.update(info)
-
-    def update(self, info: tune_pb2.TrialInfo) -> None:
-        self.trial_name = info.trial_name
-        self.status = _STATUS_NAMES[info.status]
-        self.config = (
-            cloudpickle.loads(info.config_pickle) if info.config_pickle else {}
-        )
-        self.path = info.path
-        self.error = info.error
-        self.num_failures = info.num_failures
-        self.storage_error = info.storage_error
-        self.checkpoints = list(info.checkpoints)
-        if info.last_result_json:
-            self.last_result = json.loads(info.last_result_json)
-
-    @property
-    def local_path(self) -> str:
-        return self.path
-
-    logdir = local_path
-
-    @property
-    def checkpoint(self) -> Checkpoint | None:
-        return Checkpoint(self.checkpoints[-1].path) if self.checkpoints else None
-
-    def __str__(self) -> str:
-        return self.trial_name
-
-    def __repr__(self) -> str:
-        return f"TrialView({self.trial_name}, {self.status})"
-
-
-class ExperimentRun:
-    """Follows one experiment's events: callbacks, progress and the final grid."""
-
-    def __init__(self, client, experiment_id: str, callbacks, reporter) -> None:
-        self.client = client
-        self.experiment_id = experiment_id
-        self.callbacks = callbacks
-        self.reporter = reporter
-        self.trials: dict[str, TrialView] = {}
-        self.sequence = 0
-        self.head_epoch = ""
-        self.iteration = 0
-        self.ended: tune_pb2.ExperimentEnded | None = None
-
-    def follow(self) -> tune_pb2.ExperimentEnded:
-        """Handle events until the experiment ends, riding out reconnects."""
-        delay = 0.1
-        while self.ended is None:
-            try:
-                watched = self.client.watch(
-                    self.experiment_id, self.sequence, self.head_epoch
-                )
-                for batch in watched:
-                    self.head_epoch = batch.head_epoch
-                    for event in batch.events:
-                        self._handle(event)
-                    self.reporter.maybe_report(list(self.trials.values()))
-                    delay = 0.1
-            except grpc.RpcError as exc:
-                if self.client.embedded is not None:
-                    self.client.embedded.check_alive()
-                if exc.code() not in (
-                    grpc.StatusCode.UNAVAILABLE,
-                    grpc.StatusCode.CANCELLED,
-                    grpc.StatusCode.INTERNAL,
-                ):
-                    raise cluster.map_rpc_error(
-                        exc, "following the experiment"
-                    ) from exc
-                log.warning("lost the head (%s); reconnecting", exc.code().name)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        return self.ended
-
-    def _handle(self, event: tune_pb2.ExperimentEvent) -> None:
-        self.sequence = event.sequence
-        self.iteration += 1
-        kind = event.WhichOneof("kind")
-        if kind == "result":
-            self._on_result(event.result)
-        elif kind == "trial_updated":
-            self._on_trial_updated(event.trial_updated)
-        elif kind == "checkpoint":
-            trial = self.trials.get(event.checkpoint.trial_id)
-            if trial is not None:
-                trial.checkpoints.append(event.checkpoint)
-                self._call("on_checkpoint", trial=trial, checkpoint=trial.checkpoint)
-        elif kind == "experiment_ended":
-            self.ended = event.experiment_ended
-            for info in self.ended.trials:
-                self._view(info)
-            self._call_end()
-
-    def _view(self, info: tune_pb2.TrialInfo) -> TrialView:
-        trial = self.trials.get(info.trial_id)
-        if trial is None:
-            trial = self.trials[info.trial_id] = TrialView(info)
-        else:
-            trial.update(info)
-        return trial
-
-    def _on_result(self, message: tune_pb2.TrialResult) -> None:
-        trial = self.trials.get(message.trial_id)
-        if trial is None:
-            return
-        trial.last_result = json.loads(message.metrics_json)
-        if self.callbacks:
-            trial.last_result.setdefault("config", trial.config)
-            self._call("on_trial_result", trial=trial, result=trial.last_result)
-
-    def _on_trial_updated(self, info: tune_pb2.TrialInfo) -> None:
-        before = self.trials.get(info.trial_id)
-        old_status = before.status if before else None
-        trial = self._view(info)
-        if trial.status == old_status:
-            return
-        if trial.status == "RUNNING":
-            hook = "on_trial_restore" if trial.num_failures else "on_trial_start"
-            self._call(hook, trial=trial)
-        elif trial.status == "TERMINATED" and old_status == "RUNNING":
-            self._call("on_trial_complete", trial=trial)
-        elif trial.status == "ERROR":
-            self._call("on_trial_error", trial=trial)
-        elif trial.status == "PENDING" and old_status == "RUNNING":
-            self._call("on_trial_recover", trial=trial)
-
-    def _call(self, hook: str, **kwargs) -> None:
-        trials = list(self.trials.values())
-        for callback in self.callbacks:
-            getattr(callback, hook)(iteration=self.iteration, trials=trials, **kwargs)
-
-    def _call_end(self) -> None:
-        trials = list(self.trials.values())
-        for callback in self.callbacks:
-            callback.on_experiment_end(trials=trials)
-
-
-def _result_from_info(info: tune_pb2.TrialInfo) -> Result:
-    checkpoints = [
-        (Checkpoint(c.path), json.loads(c.metrics_json or b"{}"))
-        for c in info.checkpoints
-    ]
-    return Result(
-        metrics=json.loads(info.last_result_json) if info.last_result_json else {},
-        config=cloudpickle.loads(info.config_pickle) if info.config_pickle else {},
-        checkpoint=checkpoints[-1][0] if checkpoints else None,
-        error=TrialError(info.error, trial_id=info.trial_id) if info.error else None,
-        path=info.path,
-        best_checkpoints=checkpoints,
-    )
 
 
 def _register_user_module(fn: Any) -> None:
@@ -266,7 +103,7 @@ class Tuner:
         """Continue an experiment from its folder: finished trials stay finished,
         unfinished ones resume from their latest checkpoint."""
         path = storage.normalize_local(os.fspath(path))
-        spec = _read_spec(path)
+        spec = read_spec(path)
         run_config = spec.run_config
         run_config.callbacks = _restored_callbacks(spec)
         run_config.storage_path = os.path.dirname(path.rstrip("/"))
@@ -329,7 +166,7 @@ class Tuner:
                 f"are in {ended.experiment_path}."
             )
         self._results = ResultGrid(
-            [_result_from_info(info) for info in ended.trials],
+            [result_from_info(info) for info in ended.trials],
             ended.experiment_path,
             default_metric=self.tune_config.metric,
             default_mode=self.tune_config.mode,
@@ -532,83 +369,3 @@ def _without_callbacks(run_config: RunConfig) -> RunConfig:
     clone.callbacks = None
     clone.progress_reporter = None
     return clone
-
-
-def _read_spec(path: str) -> ExperimentSpec:
-    spec_path = storage.join(path, SPEC_FILE)
-    try:
-        if storage.is_uri(path):
-            fs, fs_path = storage.get_filesystem(spec_path)
-            data = fs.cat_file(fs_path)
-        else:
-            with open(spec_path, "rb") as f:
-                data = f.read()
-    except FileNotFoundError as exc:
-        raise RestoreError(
-            f"{spec_path} does not exist, so {path} is not an experiment folder. "
-            "Pass the folder that Tuner.fit() reported (<storage_path>/<name>)."
-        ) from exc
-    try:
-        return cloudpickle.loads(data)
-    except Exception as exc:
-        raise RestoreError(f"{spec_path} is damaged and cannot be read: {exc}") from exc
-
-
-def result_grid_from_storage(
-    path: str, metric: str | None = None, mode: str | None = None
-) -> ResultGrid:
-    """The ResultGrid of an experiment folder or bucket, read with no daemon."""
-    read = _reader(path)
-    state_path = storage.join(path, STATE_FILE)
-    try:
-        state = json.loads(read(state_path))
-    except FileNotFoundError as exc:
-        raise RestoreError(
-            f"{state_path} does not exist: {path} is not an experiment folder"
-        ) from exc
-    except ValueError as exc:
-        raise RestoreError(f"{state_path} is damaged: {exc}") from exc
-    filesystem = None if not storage.is_uri(path) else storage.get_filesystem(path)[0]
-    results = [
-        _stored_result(path, record, read, filesystem) for record in state["trials"]
-    ]
-    return ResultGrid(results, path, default_metric=metric, default_mode=mode)
-
-
-def _reader(path: str):
-    """A function reading whole files under ``path``, on a disk or in a bucket."""
-    if not storage.is_uri(path):
-
-        def read_local(file_path: str) -> bytes:
-            with open(file_path, "rb") as f:
-                return f.read()
-
-        return read_local
-    fs, _ = storage.get_filesystem(path)
-    return lambda file_path: fs.cat_file(storage.fs_path(file_path, fs))
-
-
-def _stored_result(path: str, record: dict, read, filesystem) -> Result:
-    trial_path = storage.join(path, record["dir_name"])
-    params_path = storage.join(trial_path, "params.pkl")
-    try:
-        config = cloudpickle.loads(read(params_path))
-    except Exception as exc:
-        raise RestoreError(f"{params_path} cannot be read: {exc}") from exc
-    checkpoints = [
-        (
-            Checkpoint(storage.join(trial_path, c["dir_name"]), filesystem),
-            c.get("metrics", {}),
-        )
-        for c in record.get("checkpoints", [])
-    ]
-    error = record.get("error") or ""
-    return Result(
-        metrics=record.get("last_result") or {},
-        config=config,
-        checkpoint=checkpoints[-1][0] if checkpoints else None,
-        error=TrialError(error, trial_id=record["trial_id"]) if error else None,
-        path=trial_path,
-        best_checkpoints=checkpoints,
-        filesystem=filesystem,
-    )

@@ -26,6 +26,7 @@ from proto.generated import tune_pb2
 from tune_client import storage as storage_paths
 from tune_client.experiment import ExperimentSpec
 from tune_head import experiment_storage as es
+from tune_head import messages, status
 from tune_head.controller import (
     CloneCheckpointAction,
     DeleteCheckpointAction,
@@ -42,12 +43,6 @@ from tune_head.workers import WorkerHandle
 
 log = logging.getLogger(__name__)
 
-_STATUS_TO_PROTO = {
-    TrialStatus.PENDING: tune_pb2.PENDING,
-    TrialStatus.RUNNING: tune_pb2.RUNNING,
-    TrialStatus.TERMINATED: tune_pb2.TERMINATED,
-    TrialStatus.ERROR: tune_pb2.ERROR,
-}
 _OUTCOMES = {
     tune_pb2.FINISHED: "finished",
     tune_pb2.STOPPED: "stopped",
@@ -145,7 +140,7 @@ class Head:
                     "worker %s joined from %s with %s",
                     worker_id,
                     request.hostname,
-                    _format_resources(handle.resources),
+                    status.format_resources(handle.resources),
                 )
             stale = self._stale_trials(worker_id, request.running_trial_ids)
             if not known:
@@ -271,8 +266,6 @@ class Head:
         return found
 
     def _on_results(self, handle: WorkerHandle, batch: tune_pb2.ResultBatch) -> None:
-        import json
-
         touched: set[str] = set()
         if self.results_counter is not None:
             self.results_counter.inc(len(batch.results))
@@ -580,7 +573,7 @@ class Head:
         exp.state_dirty = True
         exp.events.append(
             tune_pb2.ExperimentEvent(
-                sequence=len(exp.events) + 1, trial_updated=trial_info(trial)
+                sequence=len(exp.events) + 1, trial_updated=messages.trial_info(trial)
             )
         )
         self.changed.notify_all()
@@ -607,7 +600,7 @@ class Head:
         exp.storage.write_searcher_state(exp.controller.searcher.get_state())
         counts = exp.controller.counts_by_status()
         log.info("experiment %s ended: %s", exp.name, _format_counts(counts))
-        trials = [trial_info(t) for t in exp.controller.trials.values()]
+        trials = [messages.trial_info(t) for t in exp.controller.trials.values()]
         exp.events.append(
             tune_pb2.ExperimentEvent(
                 sequence=len(exp.events) + 1,
@@ -664,39 +657,12 @@ class Head:
         self.placer.reserve(worker_id, trial.resources)
         exp.controller.on_trial_started(trial, worker_id)
         exp.storage.claim_trial_folder(trial)
-        handle.send(tune_pb2.HeadCommand(start_trial=self._start_command(exp, trial)))
+        command = messages.start_trial(
+            exp, trial, self._storage_mode(exp, trial.worker_id)
+        )
+        handle.send(tune_pb2.HeadCommand(start_trial=command))
         log.info("trial %s placed on worker %s", trial.trial_name, worker_id)
         return True
-
-    def _start_command(self, exp: Experiment, trial: Trial) -> tune_pb2.StartTrial:
-        spec = exp.controller.spec
-        latest = trial.restore_point
-        return tune_pb2.StartTrial(
-            experiment_id=exp.experiment_id,
-            experiment_name=spec.name,
-            trial_id=trial.trial_id,
-            trial_name=trial.trial_name,
-            trainable_object_id=spec.trainable_object_id,
-            object_ids=spec.object_ids,
-            config_pickle=cloudpickle.dumps(trial.config),
-            trial_path=trial.path,
-            run_id=trial.run_id,
-            restore_checkpoint_path=latest.path if latest else "",
-            restore_iteration=latest.training_iteration if latest else 0,
-            restore_time_total_s=float(
-                latest.metrics.get("time_total_s", 0.0) if latest else 0.0
-            ),
-            next_checkpoint_index=trial.next_checkpoint_index,
-            resources=trial.resources,
-            storage_mode=self._storage_mode(exp, trial.worker_id),
-            stop_criteria_json=_stop_criteria_json(spec.run_config.stop),
-            working_dir_object_id=spec.working_dir_object_id,
-            storage_filesystem_pickle=(
-                cloudpickle.dumps(spec.run_config.storage_filesystem)
-                if spec.run_config.storage_filesystem is not None
-                else b""
-            ),
-        )
 
     def _storage_mode(self, exp: Experiment, worker_id: str) -> int:
         """Whether a worker writes into storage itself or streams files to us.
@@ -754,18 +720,6 @@ class Head:
             if silent > self.heartbeat_timeout_s:
                 why = "its stream closed" if not handle.connected else "no heartbeat"
                 self._lose_worker(worker_id, f"{why} for {silent:.0f} s")
-
-    def _pending_reason(self, exp: Experiment) -> str:
-        pending = [
-            t for t in exp.controller.trials.values() if t.status is TrialStatus.PENDING
-        ]
-        if not pending or exp.finished:
-            return ""
-        request = pending[0].resources
-        if self.workers and not self.placer.could_ever_fit(request):
-            wanted = _format_resources(request)
-            return f"no worker is big enough for a trial asking {wanted}"
-        return self.placer.why_waiting(request)
 
     def drain_worker(self, worker_id: str) -> list[str]:
         """Place nothing more on a worker and tell it to hand its trials back."""
@@ -875,7 +829,8 @@ class Head:
         for trial in trials:
             exp.events.append(
                 tune_pb2.ExperimentEvent(
-                    sequence=len(exp.events) + 1, trial_updated=trial_info(trial)
+                    sequence=len(exp.events) + 1,
+                    trial_updated=messages.trial_info(trial),
                 )
             )
         running = sum(t.status is TrialStatus.RUNNING for t in trials)
@@ -888,34 +843,7 @@ class Head:
 
     def cluster_status(self) -> tune_pb2.ClusterStatus:
         with self.lock:
-            workers = [
-                tune_pb2.WorkerStatus(
-                    worker_id=w.worker_id,
-                    hostname=w.hostname,
-                    total=w.resources,
-                    free=self.placer.workers[w.worker_id].free(),
-                    trial_ids=[
-                        t.trial_id
-                        for e in self.experiments.values()
-                        for t in e.controller.trials.values()
-                        if t.worker_id == w.worker_id
-                        and t.status is TrialStatus.RUNNING
-                    ],
-                )
-                for w in self.workers.values()
-            ]
-            experiments = [
-                tune_pb2.ExperimentStatus(
-                    experiment_id=e.experiment_id,
-                    name=e.name,
-                    path=e.path,
-                    trials_by_status=e.controller.counts_by_status(),
-                    finished=e.finished,
-                    pending_reason=self._pending_reason(e),
-                )
-                for e in self.experiments.values()
-            ]
-        return tune_pb2.ClusterStatus(workers=workers, experiments=experiments)
+            return status.cluster_status(self)
 
     @property
     def is_closed(self) -> bool:
@@ -931,50 +859,10 @@ class Head:
             self.changed.notify_all()
 
 
-def trial_info(trial: Trial) -> tune_pb2.TrialInfo:
-    import json
-
-    return tune_pb2.TrialInfo(
-        trial_id=trial.trial_id,
-        trial_name=trial.trial_name,
-        status=_STATUS_TO_PROTO[trial.status],
-        config_pickle=cloudpickle.dumps(trial.config),
-        path=trial.path,
-        last_result_json=trial.last_result_json,
-        error=trial.error,
-        checkpoints=[
-            tune_pb2.CheckpointPersisted(
-                trial_id=trial.trial_id,
-                dir_name=c.dir_name,
-                path=c.path,
-                training_iteration=c.training_iteration,
-                metrics_json=json.dumps(c.metrics, default=repr).encode(),
-            )
-            for c in trial.checkpoints
-        ],
-        worker_id=trial.worker_id,
-        num_failures=trial.num_failures,
-        storage_error=trial.storage_error,
-    )
-
-
 def _object_refs(spec: ExperimentSpec) -> list[str]:
     refs = [spec.trainable_object_id, *spec.object_ids]
     return refs + [spec.working_dir_object_id] if spec.working_dir_object_id else refs
 
 
-def _stop_criteria_json(stop) -> bytes:
-    if not isinstance(stop, dict) or not stop:
-        return b""
-    try:
-        return json.dumps(stop).encode()
-    except (TypeError, ValueError):
-        return b""  # the head still applies it, one result later
-
-
-def _format_resources(resources: dict[str, float]) -> str:
-    return ", ".join(f"{v:g} {k}" for k, v in sorted(resources.items()))
-
-
 def _format_counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
