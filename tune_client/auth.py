@@ -70,3 +70,33 @@ class TokenInterceptor(grpc.ServerInterceptor):
             return continuation(handler_call_details)
         handler = continuation(handler_call_details)
         return None if handler is None else _denying_handler(handler)
+
+
+def read_file(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise SystemExit(f"cannot read the {what} {path}: {exc.strerror}") from exc
+
+
+def open_channel(address: str, ca_file: str = "") -> grpc.Channel:
+    """A channel to the head; TLS when a CA file is given (``TUNE_TLS_CA``)."""
+    if not ca_file:
+        return grpc.insecure_channel(address, options=GRPC_OPTIONS)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read_file(ca_file, "CA certificate")
+    )
+    return grpc.secure_channel(address, credentials, options=GRPC_OPTIONS)
+
+
+def add_port(server: grpc.Server, address: str, cert: str = "", key: str = "") -> int:
+    """Bind ``address``, with TLS when a certificate and key are given."""
+    if not cert and not key:
+        return server.add_insecure_port(address)
+    if not cert or not key:
+        raise SystemExit("TLS needs both --tls-cert and --tls-key")
+    credentials = grpc.ssl_server_credentials(
+        [(read_file(key, "TLS key"), read_file(cert, "TLS certificate"))]
+    )
+    return server.add_secure_port(address, credentials)

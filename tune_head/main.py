@@ -15,7 +15,7 @@ import psutil
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from proto.generated import tune_pb2_grpc
-from tune_client.auth import GRPC_OPTIONS, TokenInterceptor
+from tune_client.auth import GRPC_OPTIONS, TokenInterceptor, add_port
 from tune_client.config import default_storage_path
 from tune_client.daemon import (
     EnvDefaultsParser,
@@ -49,6 +49,8 @@ class HeadConfig:
     mirror_dir: str = ""
     state_dir: str = ""
     metrics_port: int | None = None
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 def parse_config(argv: list[str] | None = None) -> HeadConfig:
@@ -89,6 +91,8 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
         "when every worker mounts it at the same path, 'stream' to send them to "
         "the head, 'auto' streams from workers on other machines",
     )
+    parser.add_flag("--tls-cert", default="", help="PEM certificate: serve over TLS")
+    parser.add_flag("--tls-key", default="", help="PEM private key of --tls-cert")
     parser.add_flag(
         "--metrics-port",
         type=int,
@@ -133,6 +137,8 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
         mirror_dir=args.mirror_dir,
         state_dir=args.state_dir or _default_state_dir(storage),
         metrics_port=args.metrics_port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
 
 
@@ -172,7 +178,9 @@ def serve(config: HeadConfig) -> None:
     tune_pb2_grpc.add_HeadServicer_to_server(HeadService(head), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    port = add_port(
+        server, f"{config.host}:{config.port}", config.tls_cert, config.tls_key
+    )
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     if config.port_file:

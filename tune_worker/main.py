@@ -32,6 +32,12 @@ def parse_config(
         "--head", env=("TUNE_ADDRESS",), required=True, help="the head's HOST:PORT"
     )
     parser.add_flag("--token", env=("TUNE_TOKEN",), default="", help="cluster token")
+    parser.add_flag(
+        "--tls-ca",
+        env=("TUNE_TLS_CA",),
+        default="",
+        help="PEM CA certificate: reach the head over TLS",
+    )
     parser.add_flag("--cpus", type=float, default=None, help="CPUs to offer")
     parser.add_flag("--gpus", type=float, default=None, help="GPUs to offer")
     parser.add_flag("--memory", type=float, default=None, help="bytes to offer")
@@ -70,6 +76,7 @@ def parse_config(
         or os.path.join(tempfile.gettempdir(), f"tune_worker_{os.getpid()}"),
         worker_id=args.worker_id or f"{socket.gethostname()}-{secrets.token_hex(3)}",
         node_ip=args.node_ip or _node_ip_towards(args.head),
+        tls_ca=args.tls_ca,
         object_cache_dir=args.object_cache_dir,
         object_cache_memory=args.object_cache_memory
         or int(psutil.virtual_memory().total * 0.3),
