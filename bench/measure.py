@@ -274,6 +274,18 @@ def _start(
     )
 
 
+def _wait_for_quiet(busy_percent: float = 25.0, limit_s: float = 15.0) -> None:
+    """Start a run only once the machine is idle again.
+
+    The flavor measured just before may still be winding down (Ray's daemons
+    take seconds to exit); a run starting on a busy machine would pay for it.
+    """
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if psutil.cpu_percent(interval=0.5) < busy_percent:
+            return
+
+
 def run_once(spec: RunSpec) -> RunResult:
     """Run the script once in a fresh temp dir and measure the whole process.
 
@@ -291,6 +303,7 @@ def run_once(spec: RunSpec) -> RunResult:
             service_env = _start_services(spec, stack)
         except Exception as exc:  # a service that cannot start fails this run
             return _failed_to_start(spec, out_path, err_path, exc)
+        _wait_for_quiet()
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             with MemorySampler() as mem:
                 started = time.time()
