@@ -11,6 +11,7 @@ one of ``perturbation_factors``, list entries moved to a neighbour).
 from __future__ import annotations
 
 import copy
+import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -108,9 +109,11 @@ class PopulationBasedTraining(TrialScheduler):
             for trial_id, m in self.members.items()
             if m.score is not None
         )
-        count = int(len(scored) * self.quantile_fraction)
-        if count == 0 or len(scored) < 2:
+        if len(scored) < 2:
             return [], []
+        # Rounded up, so a small population still exploits, but never so far
+        # that one trial sits in both halves.
+        count = min(math.ceil(len(scored) * self.quantile_fraction), len(scored) // 2)
         ids = [trial_id for _, trial_id in scored]
         return ids[:count], ids[-count:]
 
