@@ -88,7 +88,7 @@ class ProgressReporter:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=self._summary_line(trials), title_justify="left")
+        table = Table()
         for column in ["trial", "status", *self.param_keys, "iter", self.metric]:
             if column:
                 table.add_column(column)
@@ -105,7 +105,9 @@ class ProgressReporter:
             table.add_row(*row)
         if len(trials) > MAX_ROWS:
             table.caption = f"... and {len(trials) - MAX_ROWS} more trials"
-        Console(file=self.stream).print(table)
+        console = Console(file=self.stream)
+        console.print(self._summary_line(trials), highlight=False)
+        console.print(table)
 
 
 def _counts(trials: list) -> str:
