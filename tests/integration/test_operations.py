@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,41 +18,11 @@ import pytest
 
 import tune_client as tune
 from tests.conftest import REPO, daemon_env, wait_for
-from tune_client import cluster
-from tune_client.cluster import HeadClient
+from tests.integration.operator_cli import free_port, tune_cli
 
-
-@pytest.fixture
-def connect(monkeypatch):
-    """Point the client at the test's own daemons, and back afterwards."""
-
-    def to(daemons) -> HeadClient:
-        monkeypatch.setattr(cluster, "_client", None)
-        tune.init(daemons.address, token=daemons.token, **to.init_kwargs)
-        client = HeadClient(daemons.address, daemons.token, embedded=None)
-        client.wait_ready()
-        return client
-
-    to.init_kwargs = {}
-    yield to
-    tune.init(None)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _cli(daemons, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tune_client.cli", *args],
-        env=daemon_env(TUNE_ADDRESS=daemons.address, TUNE_TOKEN=daemons.token),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=REPO,
-    )
+# A worker told to stop gives its trials STOP_GRACE_S (5 s) to end, then waits
+# for their uploads; a trial that checkpoints every 0.1 s ends far sooner.
+WORKER_STOP_S = 15
 
 
 def slow_steps(config):
@@ -105,7 +74,7 @@ def test_drain_moves_trials_and_the_worker_exits(daemons, connect, tmp_path):
         30,
         "both trials to checkpoint",
     )
-    drained = _cli(daemons, "drain", "first")
+    drained = tune_cli(daemons, "drain", "first")
     assert drained.returncode == 0, drained.stderr
     assert "1 trials move elsewhere" in drained.stdout
     assert first.wait(timeout=30) == 0
@@ -119,8 +88,41 @@ def test_drain_moves_trials_and_the_worker_exits(daemons, connect, tmp_path):
     assert any(r.metrics["iterations_since_restore"] < 30 for r in results)
 
 
+@pytest.mark.slow
+def test_sigterm_on_a_worker_moves_its_trials_and_it_exits(daemons, connect, tmp_path):
+    daemons.start_head()
+    first = daemons.start_worker("--worker-id", "first", cpus=1)
+    daemons.start_worker("--worker-id", "second", cpus=1)
+    client = connect(daemons)
+    wait_for(lambda: len(client.status().workers) == 2, 20, "both workers")
+    thread, outcome = _fit_in_thread(
+        tune.RunConfig(storage_path=str(tmp_path / "out"), verbose=0),
+        param_space={"steps": 30, "x": tune.grid_search([1, 2])},
+    )
+    out = tmp_path / "out"
+    wait_for(
+        lambda: len(list(out.glob("*/*/checkpoint_000003"))) == 2,
+        30,
+        "both trials to checkpoint",
+    )
+    first.send_signal(signal.SIGTERM)
+    # The worker stops its trial, uploads what it staged and leaves cleanly.
+    assert first.wait(timeout=WORKER_STOP_S) == 0
+    log = (tmp_path / "worker-1.log").read_text()
+    assert "tune-worker stopping: SIGTERM" in log, log
+    thread.join(timeout=60)
+    assert "error" not in outcome, outcome.get("error")
+    results = outcome["results"]
+    # max_failures is 0: an interruption counted as a failure would be an error.
+    assert results.num_errors == 0, results.errors
+    for result in results:
+        assert result.metrics_dataframe["step"].tolist() == list(range(30))
+    resumed = [r for r in results if r.metrics["iterations_since_restore"] < 30]
+    assert len(resumed) == 1, "the SIGTERMed worker's trial did not resume"
+
+
 def test_metrics_pending_reason_and_stop(daemons, connect, tmp_path):
-    port = _free_port()
+    port = free_port()
     daemons.start_head("--metrics-port", str(port))
     daemons.start_worker(cpus=2)
     client = connect(daemons)
@@ -144,12 +146,12 @@ def test_metrics_pending_reason_and_stop(daemons, connect, tmp_path):
     waiting_thread.start()
     thread.join(timeout=30)
     shown = wait_for(
-        lambda: "big enough" in (out := _cli(daemons, "status").stdout) and out,
+        lambda: "big enough" in (out := tune_cli(daemons, "status").stdout) and out,
         20,
         "the pending reason",
     )
     assert "asking 4 cpu" in shown
-    stopped = _cli(daemons, "stop", "waits")
+    stopped = tune_cli(daemons, "stop", "waits")
     assert stopped.returncode == 0, stopped.stderr
     waiting_thread.join(timeout=30)
     assert not waiting_thread.is_alive()
@@ -181,6 +183,38 @@ def test_each_trial_sees_only_its_gpus(daemons, connect, tmp_path):
     assert sorted(r.metrics["devices"] for r in with_gpu) == ["0", "1"]
     without = tune.Tuner(gpu_report, run_config=run_config).fit()
     assert without[0].metrics["devices"] == ""
+
+
+def gpu_share_report(config):
+    """Report the devices seen, and whether the other trial ran meanwhile."""
+    marks = Path(config["marks"])
+    (marks / f"{config['x']}.start").touch()
+    deadline = time.monotonic() + 20
+    while len(list(marks.glob("*.start"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    tune.report(
+        {
+            "devices": os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+            "together": len(list(marks.glob("*.start"))) == 2,
+        }
+    )
+
+
+def test_two_half_gpu_trials_share_one_device(daemons, connect, tmp_path):
+    daemons.start_head()
+    daemons.start_worker("--gpus", "1", cpus=2)
+    client = connect(daemons)
+    wait_for(lambda: client.status().workers, 20, "the worker")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    results = tune.Tuner(
+        tune.with_resources(gpu_share_report, {"gpu": 0.5, "cpu": 1}),
+        param_space={"marks": str(marks), "x": tune.grid_search([1, 2])},
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "out"), verbose=0),
+    ).fit()
+    assert results.num_errors == 0, results.errors
+    assert [r.metrics["devices"] for r in results] == ["0", "0"]
+    assert all(r.metrics["together"] for r in results), "the trials ran in turn"
 
 
 def test_working_dir_ships_the_users_modules(daemons, connect, tmp_path, monkeypatch):
