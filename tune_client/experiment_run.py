@@ -78,6 +78,10 @@ class ExperimentRun:
         self.head_epoch = ""
         self.iteration = 0
         self.ended: tune_pb2.ExperimentEnded | None = None
+        # What reached the callbacks, so a restarted head's replay of its
+        # history hands them only what they have not seen.
+        self._delivered_iteration: dict[str, int] = {}
+        self._delivered_checkpoints: set[tuple[str, str]] = set()
 
     def follow(self) -> tune_pb2.ExperimentEnded:
         """Handle events until the experiment ends, riding out reconnects."""
@@ -114,14 +118,11 @@ class ExperimentRun:
         self.iteration += 1
         kind = event.WhichOneof("kind")
         if kind == "result":
-            self._on_result(event.result)
+            self._on_result(event.result, event.replayed)
         elif kind == "trial_updated":
             self._on_trial_updated(event.trial_updated)
         elif kind == "checkpoint":
-            trial = self.trials.get(event.checkpoint.trial_id)
-            if trial is not None:
-                trial.checkpoints.append(event.checkpoint)
-                self._call("on_checkpoint", trial=trial, checkpoint=trial.checkpoint)
+            self._on_checkpoint(event.checkpoint)
         elif kind == "experiment_ended":
             self.ended = event.experiment_ended
             for info in self.ended.trials:
@@ -136,14 +137,30 @@ class ExperimentRun:
             trial.update(info)
         return trial
 
-    def _on_result(self, message: tune_pb2.TrialResult) -> None:
+    def _on_result(self, message: tune_pb2.TrialResult, replayed: bool) -> None:
         trial = self.trials.get(message.trial_id)
         if trial is None:
             return
-        trial.last_result = json.loads(message.metrics_json)
+        result = json.loads(message.metrics_json)
+        iteration = int(result.get("training_iteration", 0))
+        delivered = self._delivered_iteration.get(trial.trial_id, 0)
+        if replayed and iteration <= delivered:
+            return
+        self._delivered_iteration[trial.trial_id] = iteration
+        trial.last_result = result
         if self.callbacks:
             trial.last_result.setdefault("config", trial.config)
             self._call("on_trial_result", trial=trial, result=trial.last_result)
+
+    def _on_checkpoint(self, message: tune_pb2.CheckpointPersisted) -> None:
+        trial = self.trials.get(message.trial_id)
+        key = (message.trial_id, message.dir_name)
+        if trial is None or key in self._delivered_checkpoints:
+            return
+        self._delivered_checkpoints.add(key)
+        if all(c.dir_name != message.dir_name for c in trial.checkpoints):
+            trial.checkpoints.append(message)
+        self._call("on_checkpoint", trial=trial, checkpoint=trial.checkpoint)
 
     def _on_trial_updated(self, info: tune_pb2.TrialInfo) -> None:
         before = self.trials.get(info.trial_id)
@@ -172,9 +189,10 @@ class ExperimentRun:
             callback.on_experiment_end(trials=trials)
 
 
-def result_from_info(info: tune_pb2.TrialInfo) -> Result:
+def result_from_info(info: tune_pb2.TrialInfo, filesystem=None) -> Result:
+    """``filesystem`` is the run's ``storage_filesystem``, which holds its paths."""
     checkpoints = [
-        (Checkpoint(c.path), json.loads(c.metrics_json or b"{}"))
+        (Checkpoint(c.path, filesystem), json.loads(c.metrics_json or b"{}"))
         for c in info.checkpoints
     ]
     return Result(
@@ -184,4 +202,5 @@ def result_from_info(info: tune_pb2.TrialInfo) -> Result:
         error=TrialError(info.error, trial_id=info.trial_id) if info.error else None,
         path=info.path,
         best_checkpoints=checkpoints,
+        filesystem=filesystem,
     )

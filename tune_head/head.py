@@ -50,6 +50,7 @@ _OUTCOMES = {
     tune_pb2.INTERRUPTED: "interrupted",
 }
 STATE_WRITE_INTERVAL_S = 0.5
+ORPHAN_SWEEP_INTERVAL_S = 60.0
 
 
 class UnknownExperimentError(KeyError):
@@ -127,7 +128,9 @@ class Head:
         worker_id = request.worker_id or f"worker-{secrets.token_hex(4)}"
         with self.lock:
             known = worker_id in self.workers
-            if not known:
+            if known:
+                self._worker_registered_again(worker_id, dict(request.resources))
+            else:
                 handle = WorkerHandle(
                     worker_id,
                     request.hostname,
@@ -142,9 +145,10 @@ class Head:
                     request.hostname,
                     status.format_resources(handle.resources),
                 )
-            stale = self._stale_trials(worker_id, request.running_trial_ids)
-            if not known:
-                self._reattach(worker_id, request.running_trial_ids)
+            running = list(request.running_trial_ids)
+            stale = self._stale_trials(worker_id, running)
+            self._reattach(worker_id, running)
+            self._fail_missing_trials(worker_id, running)
         return tune_pb2.RegisterWorkerReply(
             worker_id=worker_id,
             heartbeat_interval_s=self.heartbeat_interval_s,
@@ -153,6 +157,21 @@ class Head:
             object_dir=os.path.abspath(self.objects.directory),
         )
 
+    def _worker_registered_again(
+        self, worker_id: str, resources: dict[str, float]
+    ) -> None:
+        """A worker we still know reconnected, perhaps restarted with new flags."""
+        handle = self.workers[worker_id]
+        handle.registered_again()
+        if resources != handle.resources:
+            log.info(
+                "worker %s now has %s",
+                worker_id,
+                status.format_resources(resources),
+            )
+            handle.resources = resources
+            self.placer.workers[worker_id].total = dict(resources)
+
     def _reattach(self, worker_id: str, running: list[str]) -> None:
         """Take back trials a worker kept running while the head was away."""
         for trial_id in running:
@@ -160,11 +179,44 @@ class Head:
             if found is None:
                 continue
             _, trial = found
-            if trial.status is TrialStatus.RUNNING and trial.worker_id == worker_id:
-                self.placer.reserve(worker_id, trial.resources)
+            if trial.status is not TrialStatus.RUNNING or trial.worker_id != worker_id:
+                continue
+            if trial_id not in self.placer.allocations:
+                self.placer.reserve(worker_id, trial_id, trial.resources)
                 log.info(
                     "trial %s re-attached on worker %s", trial.trial_name, worker_id
                 )
+
+    def _fail_missing_trials(self, worker_id: str, running: list[str]) -> None:
+        """Trials placed on a worker that registers without them have died.
+
+        The worker restarted (or never received the start), so nothing will
+        ever report for them; they run again under ``max_failures``.
+        """
+        reported = set(running)
+        for exp in self.experiments.values():
+            missing = [
+                t
+                for t in exp.controller.trials.values()
+                if t.status is TrialStatus.RUNNING
+                and t.worker_id == worker_id
+                and t.trial_id not in reported
+            ]
+            for trial in missing:
+                log.warning(
+                    "worker %s registered without trial %s; it is counted as "
+                    "failed and runs again if max_failures allows",
+                    worker_id,
+                    trial.trial_name,
+                )
+                self.placer.release(trial.trial_id)
+                exp.controller.on_trial_ended(
+                    trial,
+                    "errored",
+                    f"the worker {worker_id} running it restarted without it",
+                )
+            if missing:
+                self._apply_actions(exp)
 
     def _stale_trials(self, worker_id: str, running: list[str]) -> list[str]:
         """Trials a worker still runs that the head no longer runs there."""
@@ -330,8 +382,7 @@ class Head:
             return
         exp, trial = found
         worker_id = trial.worker_id
-        if trial.status is TrialStatus.RUNNING and worker_id:
-            self.placer.release(worker_id, trial.resources)
+        self.placer.release(trial.trial_id)
         if message.outcome == tune_pb2.INTERRUPTED:
             self._mark_draining(worker_id)
         try:
@@ -648,13 +699,12 @@ class Head:
                 self._apply_actions(exp)
 
     def _place(self, exp: Experiment, trial: Trial) -> bool:
-        worker_id = self.placer.place(trial.resources)
+        disconnected = [w for w, h in self.workers.items() if not h.connected]
+        worker_id = self.placer.place(trial.resources, unusable=disconnected)
         if worker_id is None:
             return False
         handle = self.workers[worker_id]
-        if not handle.connected:
-            return False
-        self.placer.reserve(worker_id, trial.resources)
+        self.placer.reserve(worker_id, trial.trial_id, trial.resources)
         exp.controller.on_trial_started(trial, worker_id)
         exp.storage.claim_trial_folder(trial)
         command = messages.start_trial(
@@ -682,20 +732,48 @@ class Head:
     # ---- housekeeping ---------------------------------------------------------
 
     def _monitor_loop(self) -> None:
+        next_sweep = time.monotonic() + ORPHAN_SWEEP_INTERVAL_S
         while not self._closed.wait(STATE_WRITE_INTERVAL_S):
+            if time.monotonic() > next_sweep:
+                next_sweep = time.monotonic() + ORPHAN_SWEEP_INTERVAL_S
+                self._sweep_objects()
             uploads = []
             with self.lock:
                 self._check_workers()
                 for exp in list(self.experiments.values()):
-                    if exp.finished:
-                        continue
-                    exp.controller.on_tick()
-                    self._apply_actions(exp)
-                    if exp.state_dirty:
-                        self._write_state(exp)
-                    uploads.append((exp, exp.storage.take_changes()))
+                    if not exp.finished:
+                        uploads.append((exp, self._tick(exp)))
             for exp, changes in uploads:  # bucket writes happen outside the lock
                 self._push(exp, changes)
+
+    def _tick(self, exp: Experiment) -> list:
+        """One experiment's periodic work; a storage error is retried next time.
+
+        Heartbeat checks and other experiments must go on when one
+        experiment's storage fails, so nothing here may end the loop.
+        """
+        try:
+            exp.controller.on_tick()
+            self._apply_actions(exp)
+            if exp.state_dirty:
+                self._write_state(exp)
+            return exp.storage.take_changes()
+        except Exception as exc:  # noqa: BLE001 - logged, retried next round
+            log.warning(
+                "experiment %s: periodic work failed: %s; will retry",
+                exp.name,
+                exc,
+                exc_info=True,
+            )
+            exp.state_dirty = True
+            return []
+
+    def _sweep_objects(self) -> None:
+        """Uploads whose experiment was never submitted are deleted in time."""
+        try:
+            self.objects.collect_orphans()
+        except OSError as exc:
+            log.warning("sweeping the object store failed: %s; will retry", exc)
 
     def _push(self, exp: Experiment, changes: list) -> None:
         try:
@@ -827,12 +905,7 @@ class Head:
         self.experiments[exp.experiment_id] = exp
         self.objects.set_refs(exp.experiment_id, _object_refs(spec))
         for trial in trials:
-            exp.events.append(
-                tune_pb2.ExperimentEvent(
-                    sequence=len(exp.events) + 1,
-                    trial_updated=messages.trial_info(trial),
-                )
-            )
+            exp.events.extend(_replayed_events(storage, trial, len(exp.events)))
         running = sum(t.status is TrialStatus.RUNNING for t in trials)
         log.info(
             "experiment %s reloaded from %s; %d trials wait for their workers",
@@ -857,6 +930,43 @@ class Head:
                 exp.storage.flush_results()
                 self._write_state(exp)
             self.changed.notify_all()
+
+
+def _replayed_events(
+    storage: es.ExperimentStorage, trial: Trial, sequence: int
+) -> list[tune_pb2.ExperimentEvent]:
+    """A reloaded trial's history: its record, results and checkpoints.
+
+    A client that attaches after the restart sees what it missed; one that
+    followed all along skips what it has seen (the events are marked).
+    """
+    local = os.path.join(storage.local_root, trial.dir_name)
+    events = [tune_pb2.ExperimentEvent(trial_updated=messages.trial_info(trial))]
+    for result in es.read_result_lines(local):
+        metrics_json = json.dumps(result).encode()
+        events.append(
+            tune_pb2.ExperimentEvent(
+                result=tune_pb2.TrialResult(
+                    trial_id=trial.trial_id, metrics_json=metrics_json
+                )
+            )
+        )
+    for record in trial.checkpoints:
+        events.append(
+            tune_pb2.ExperimentEvent(
+                checkpoint=tune_pb2.CheckpointPersisted(
+                    trial_id=trial.trial_id,
+                    dir_name=record.dir_name,
+                    path=record.path,
+                    training_iteration=record.training_iteration,
+                    metrics_json=json.dumps(record.metrics).encode(),
+                )
+            )
+        )
+    for offset, event in enumerate(events, start=1):
+        event.sequence = sequence + offset
+        event.replayed = True
+    return events
 
 
 def _object_refs(spec: ExperimentSpec) -> list[str]:

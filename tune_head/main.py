@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import tempfile
 import threading
 from concurrent import futures
 from dataclasses import dataclass
@@ -66,7 +65,8 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
     parser.add_flag(
         "--object-dir",
         default=None,
-        help="where objects are kept; give one for objects to survive a restart",
+        help="where objects are kept; they outlive a restart while an experiment "
+        "uses them (default: <state dir>/objects)",
     )
     parser.add_flag(
         "--object-store-memory",
@@ -117,9 +117,10 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
             "with: python -c 'import secrets; print(secrets.token_hex(16))')"
         )
     storage = args.storage or default_storage_path()
-    object_dir = args.object_dir or os.path.join(
-        tempfile.gettempdir(), f"tune_head_objects_{os.getpid()}"
-    )
+    state_dir = args.state_dir or _default_state_dir(storage)
+    # Beside the list of live experiments, so a restarted head finds the
+    # objects those experiments refer to.
+    object_dir = args.object_dir or os.path.join(state_dir, "objects")
     return HeadConfig(
         host=args.host,
         port=args.port,
@@ -135,7 +136,7 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
         port_file=args.port_file,
         worker_storage=args.worker_storage,
         mirror_dir=args.mirror_dir,
-        state_dir=args.state_dir or _default_state_dir(storage),
+        state_dir=state_dir,
         metrics_port=args.metrics_port,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,

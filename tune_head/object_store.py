@@ -24,7 +24,9 @@ other refs file lists is deleted, unless a client announced it in the last
 ``PENDING_GRACE_S`` (it found the object present and is about to submit an
 experiment that uses it). At start-up, objects no refs file lists and older
 than that grace are deleted: they belong to experiments that ended while the
-head was down, or to uploads whose submit never came.
+head was down, or to uploads whose submit never came. The head sweeps the
+same way while it runs (``collect_orphans``), so uploads whose submit failed
+do not pile up until its next restart.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class ObjectStore:
         self._lock = threading.Lock()
         self._pending: dict[str, float] = {}
         self._resident: OrderedDict[str, int] = OrderedDict()
-        self._collect_orphans()
+        self.collect_orphans(at_start=True)
 
     # ---- addressing -----------------------------------------------------------
 
@@ -249,22 +251,32 @@ class ObjectStore:
             self._resident.pop(object_id, None)
         _remove(self.path_of(object_id))
 
-    def _collect_orphans(self) -> None:
-        """At start-up: drop leftovers of uploads and of experiments now gone."""
+    def collect_orphans(self, at_start: bool = False) -> list[str]:
+        """Delete objects no experiment refers to, uploaded over a grace ago.
+
+        At start-up, half-written uploads go too; later they may still be
+        arriving. Returns the ids deleted.
+        """
         horizon = time.time() - PENDING_GRACE_S
         wanted = self._referenced()
         if wanted is None:
-            return
+            return []
+        wanted |= self._recently_announced()
+        deleted = []
         for entry in os.scandir(self.directory):
             if ".part." in entry.name:
-                _remove(entry.path)
-            elif (
-                len(entry.name) == 64
-                and entry.name not in wanted
-                and entry.stat().st_mtime < horizon
-            ):
-                _remove(entry.path)
+                if at_start:
+                    _remove(entry.path)
+            elif len(entry.name) == 64 and entry.name not in wanted:
+                try:
+                    if entry.stat().st_mtime >= horizon:
+                        continue
+                except FileNotFoundError:
+                    continue
+                self._delete(entry.name)
+                deleted.append(entry.name)
                 log.info("deleted object %s: no experiment refers to it", entry.name)
+        return deleted
 
 
 def _remove(path: str) -> None:

@@ -7,6 +7,7 @@ first), which keeps whole machines free for large trials.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 
@@ -26,31 +27,53 @@ class WorkerCapacity:
 
 
 class Placer:
+    """Workers' capacities and which trial holds what on which worker.
+
+    Each trial holds at most one allocation, so releasing a trial twice, or
+    one that was never reserved (its end reported after a head restart),
+    frees nothing that other trials hold.
+    """
+
     def __init__(self) -> None:
         self.workers: dict[str, WorkerCapacity] = {}
+        self.allocations: dict[str, tuple[str, dict[str, float]]] = {}
 
     def add_worker(self, worker_id: str, resources: dict[str, float]) -> None:
         self.workers[worker_id] = WorkerCapacity(worker_id, dict(resources))
 
     def remove_worker(self, worker_id: str) -> None:
         self.workers.pop(worker_id, None)
+        for trial_id, (holder, _) in list(self.allocations.items()):
+            if holder == worker_id:
+                del self.allocations[trial_id]
 
-    def place(self, request: dict[str, float]) -> str | None:
-        """The worker to run a trial with ``request`` on, or None if none fits."""
+    def place(
+        self, request: dict[str, float], unusable: Collection[str] = ()
+    ) -> str | None:
+        """The worker to run a trial with ``request`` on, or None if none fits.
+
+        ``unusable`` workers (disconnected ones, say) are passed over, so one
+        that cannot take the trial now does not hold up the others.
+        """
         candidates = [
-            w for w in self.workers.values() if not w.draining and w.fits(request)
+            w
+            for w in self.workers.values()
+            if not w.draining and w.worker_id not in unusable and w.fits(request)
         ]
         if not candidates:
             return None
         best = min(candidates, key=lambda w: sum(w.free().values()))
         return best.worker_id
 
-    def reserve(self, worker_id: str, request: dict[str, float]) -> None:
+    def reserve(self, worker_id: str, trial_id: str, request: dict[str, float]) -> None:
+        self.release(trial_id)
         used = self.workers[worker_id].used
         for name, amount in request.items():
             used[name] = used.get(name, 0.0) + amount
+        self.allocations[trial_id] = (worker_id, dict(request))
 
-    def release(self, worker_id: str, request: dict[str, float]) -> None:
+    def release(self, trial_id: str) -> None:
+        worker_id, request = self.allocations.pop(trial_id, ("", {}))
         worker = self.workers.get(worker_id)
         if worker is None:
             return

@@ -25,10 +25,20 @@ class WorkerHandle:
     def send(self, command: tune_pb2.HeadCommand) -> None:
         self.outbox.put(command)
 
-    def new_stream(self) -> int:
-        """Start a new command stream; commands queued for an old one are dropped."""
+    def registered_again(self) -> None:
+        """The worker left its old stream: end it and drop what was queued for it.
+
+        What it did not receive is settled by the registration itself (its
+        list of running trials); commands queued from now on wait for the
+        new stream.
+        """
         self.stream_epoch += 1
         self.outbox = queue.SimpleQueue()
+        self.connected = False
+
+    def new_stream(self) -> int:
+        """Start the command stream that follows a registration."""
+        self.stream_epoch += 1
         self.connected = True
         self.last_seen = time.monotonic()
         return self.stream_epoch

@@ -85,6 +85,9 @@ class WorkerAgent:
         self._stopping = threading.Event()
         self._stream_queue: queue.SimpleQueue | None = None
         self._unacked: OrderedDict[int, tune_pb2.WorkerMessage] = OrderedDict()
+        # Trials the head placed here whose end it has not acknowledged yet:
+        # starting, running, uploading, or ended with the news still in flight.
+        self._held_trials: set[str] = set()
         self._next_sequence = 1
         self._send_lock = threading.Lock()
         self._stub: tune_pb2_grpc.HeadStub | None = None
@@ -180,13 +183,18 @@ class WorkerAgent:
                 hostname=socket.gethostname(),
                 node_ip=self.config.node_ip,
                 resources=self.config.resources,
-                running_trial_ids=list(self.processes.running),
+                running_trial_ids=self._trials_held(),
             ),
             metadata=self.metadata,
             timeout=10,
         )
         log.info("registered with head %s as %s", self.config.head, reply.worker_id)
         return reply
+
+    def _trials_held(self) -> list[str]:
+        """What the head must not count as lost when we register again."""
+        with self._send_lock:
+            return sorted(self._held_trials | set(self.processes.running))
 
     def _resend_pending(self, stream_queue: queue.SimpleQueue) -> None:
         with self._send_lock:
@@ -257,8 +265,12 @@ class WorkerAgent:
                 while self._unacked and next(iter(self._unacked)) <= (
                     command.results_ack.sequence
                 ):
-                    self._unacked.popitem(last=False)
+                    _, message = self._unacked.popitem(last=False)
+                    if message.WhichOneof("kind") == "trial_ended":
+                        self._held_trials.discard(message.trial_ended.trial_id)
         elif kind == "start_trial":
+            with self._send_lock:
+                self._held_trials.add(command.start_trial.trial_id)
             threading.Thread(
                 target=self._start_trial, args=(command.start_trial,), daemon=True
             ).start()

@@ -367,18 +367,20 @@ class TrialInfo(_message.Message):
     def __init__(self, trial_id: _Optional[str] = ..., trial_name: _Optional[str] = ..., status: _Optional[_Union[TrialStatus, str]] = ..., config_pickle: _Optional[bytes] = ..., path: _Optional[str] = ..., last_result_json: _Optional[bytes] = ..., error: _Optional[str] = ..., checkpoints: _Optional[_Iterable[_Union[CheckpointPersisted, _Mapping]]] = ..., worker_id: _Optional[str] = ..., num_failures: _Optional[int] = ..., storage_error: _Optional[str] = ...) -> None: ...
 
 class ExperimentEvent(_message.Message):
-    __slots__ = ("sequence", "trial_updated", "result", "checkpoint", "experiment_ended")
+    __slots__ = ("sequence", "trial_updated", "result", "checkpoint", "experiment_ended", "replayed")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TRIAL_UPDATED_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_ENDED_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     trial_updated: TrialInfo
     result: TrialResult
     checkpoint: CheckpointPersisted
     experiment_ended: ExperimentEnded
-    def __init__(self, sequence: _Optional[int] = ..., trial_updated: _Optional[_Union[TrialInfo, _Mapping]] = ..., result: _Optional[_Union[TrialResult, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointPersisted, _Mapping]] = ..., experiment_ended: _Optional[_Union[ExperimentEnded, _Mapping]] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, sequence: _Optional[int] = ..., trial_updated: _Optional[_Union[TrialInfo, _Mapping]] = ..., result: _Optional[_Union[TrialResult, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointPersisted, _Mapping]] = ..., experiment_ended: _Optional[_Union[ExperimentEnded, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class ExperimentEvents(_message.Message):
     __slots__ = ("events", "head_epoch")

@@ -70,3 +70,21 @@ def test_memory_budget_spills_the_coldest_objects(tmp_path, monkeypatch):
     store.put_bytes(b"c" * 100)
     assert spilled == [second]
     assert store.contains(second)  # spilled to disk, not deleted
+
+
+def test_a_running_store_deletes_uploads_whose_submit_never_came(tmp_path, monkeypatch):
+    store = ObjectStore(str(tmp_path))
+    kept = store.put_bytes(b"kept")
+    abandoned = store.put_bytes(b"uploaded, then the submit failed")
+    fresh = store.put_bytes(b"fresh upload, submit still to come")
+    store.set_refs("unfinished", [kept])
+    for object_id in (kept, abandoned):
+        os.utime(store.path_of(object_id), (0, 0))
+    partial = tmp_path / f"{fresh}.part.1.2"
+    partial.write_bytes(b"an upload still arriving")
+    clock = object_store.time.monotonic() + object_store.PENDING_GRACE_S + 1
+    monkeypatch.setattr(object_store.time, "monotonic", lambda: clock)
+
+    assert store.collect_orphans() == [abandoned]
+    assert store.contains(kept) and store.contains(fresh)
+    assert partial.exists()
