@@ -1,11 +1,11 @@
 """Object transfer rates over loopback: upload to the head, pull to a worker.
 
-Not a Ray comparison (so not in run.py's WORKLOADS): it starts one tune-head,
-uploads a random object of ``BENCH_OBJECT_MB`` (default 1024) megabytes with
-the client's ``put_object``, then pulls it three ways and prints each rate:
-the gRPC stream alone, the stream into a worker's object cache (written to
-/dev/shm), and a cache that shares the head's machine (mapped from
-the head's folder, no copy).
+Ours alone (Ray has no single figure like it; run.py's ``object_pull``): it
+starts one tune-head, uploads a random object of ``BENCH_OBJECT_MB`` (default
+1024) megabytes with the client's ``put_object``, then pulls it three ways and
+prints each rate: the gRPC stream alone, the stream into a worker's object
+cache (written to /dev/shm; the headline ``pull_gb_s``, target 1 GB/s), and a
+cache that shares the head's machine (mapped from the head's folder, no copy).
 
     .venv/bin/python bench/workloads/object_pull_rate.py
 """
@@ -59,8 +59,10 @@ def start_head(folder: str, token: str) -> tuple[subprocess.Popen, str]:
         return head, f"127.0.0.1:{f.read().strip()}"
 
 
-def rate(label: str, seconds: float) -> None:
-    print(f"{label:42} {SIZE / seconds / 1e9:6.2f} GB/s ({seconds:.2f} s)")
+def rate(label: str, metric: str, seconds: float) -> None:
+    gb_s = SIZE / seconds / 1e9
+    print(f"{label:42} {gb_s:6.2f} GB/s ({seconds:.2f} s)")
+    print(f"BENCH_METRIC {metric}={gb_s:.3f} GB/s", flush=True)
 
 
 def main() -> None:
@@ -74,7 +76,9 @@ def main() -> None:
             encoded = object_codec.encode_bytes(data)
             started = time.perf_counter()
             client.put_object(encoded)
-            rate("upload (client -> head)", time.perf_counter() - started)
+            rate(
+                "upload (client -> head)", "upload_gb_s", time.perf_counter() - started
+            )
             measure_pulls(address, token, encoded.object_id, folder)
         finally:
             head.terminate()
@@ -92,20 +96,22 @@ def measure_pulls(address: str, token: str, object_id: str, folder: str) -> None
     started = time.perf_counter()
     received = sum(len(chunk.data) for chunk in fetch(object_id))
     assert received == SIZE
-    rate("pull, gRPC stream only", time.perf_counter() - started)
+    rate("pull, gRPC stream only", "stream_gb_s", time.perf_counter() - started)
 
     shm = tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     cache = ObjectCache(shm, fetch)
     started = time.perf_counter()
     cache.ensure(object_id)
-    rate("pull into a worker cache (/dev/shm)", time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    rate("pull into a worker cache (/dev/shm)", "pull_gb_s", elapsed)
     cache.close()
 
     local = ObjectCache(tempfile.mkdtemp(dir=shm), fetch)
     local.use_head_directory(os.path.join(folder, "objects"))
     started = time.perf_counter()
     path = local.ensure(object_id)
-    rate("same machine: map the head's file", time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    rate("same machine: map the head's file", "same_machine_gb_s", elapsed)
     assert path.startswith(folder)
     local.close()
     shutil.rmtree(shm, ignore_errors=True)
