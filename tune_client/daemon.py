@@ -32,7 +32,8 @@ class EnvDefaultsParser(argparse.ArgumentParser):
                 kwargs.pop("required", None)
                 break
         help_text = kwargs.get("help", "")
-        kwargs["help"] = f"{help_text} [env: {' or '.join(names)}]".strip()
+        if help_text != argparse.SUPPRESS:  # internal flags stay out of --help
+            kwargs["help"] = f"{help_text} [env: {' or '.join(names)}]".strip()
         self.add_argument(flag, **kwargs)
 
 

@@ -121,21 +121,29 @@ class WorkerAgent:
             delay = min(delay * 2, 5.0)
 
     def stop(self, reason: str) -> None:
-        """Stop every trial, wait for uploads, then leave."""
+        """Stop every trial, wait for uploads, then leave.
+
+        The worker leaves even when a step of the clean-up fails: a daemon
+        that ignores SIGTERM is worse than a cache left for the next start.
+        """
         if self._stopping.is_set():
             return
         log.info("tune-worker stopping: %s", reason)
-        self.processes.stop_all(
-            f"the worker is shutting down ({reason})", interrupted=True
-        )
-        deadline = time.monotonic() + 10
-        while self.processes.running and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.uploader.drain(timeout=30)
-        self.objects.close()
-        self._stopping.set()
-        if self._stream_queue is not None:
-            self._stream_queue.put(None)
+        try:
+            self.processes.stop_all(
+                f"the worker is shutting down ({reason})", interrupted=True
+            )
+            deadline = time.monotonic() + 10
+            while self.processes.running and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.uploader.drain(timeout=30)
+            self.objects.close()
+        except Exception:
+            log.exception("clean-up on the way out failed; leaving anyway")
+        finally:
+            self._stopping.set()
+            if self._stream_queue is not None:
+                self._stream_queue.put(None)
 
     @property
     def stopped(self) -> bool:

@@ -239,10 +239,17 @@ class ObjectCache:
         """(path, size, last use) of every object pulled into the cache."""
         found = []
         for folder in self._folders():
-            for entry in os.scandir(folder):
-                if len(entry.name) == 64 and entry.is_file():
-                    stat = entry.stat()
-                    found.append((entry.path, stat.st_size, stat.st_mtime))
+            try:
+                entries = list(os.scandir(folder))
+            except FileNotFoundError:
+                continue  # removed under us (an operator cleaning /dev/shm)
+            for entry in entries:
+                try:
+                    if len(entry.name) == 64 and entry.is_file():
+                        stat = entry.stat()
+                        found.append((entry.path, stat.st_size, stat.st_mtime))
+                except FileNotFoundError:
+                    continue  # evicted by another worker while we looked
         return found
 
     def _make_room(self, size: int) -> None:

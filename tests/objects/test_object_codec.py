@@ -107,8 +107,11 @@ def test_numeric_dataframe_is_stored_as_arrow_ipc(tmp_path, arrow_for_every_fram
     [
         pd.DataFrame({"mixed": [1, "a", None]}),
         pd.DataFrame(np.ones((2, 2)), columns=["a", "a"]),
+        # Past the rows the format probe looks at, so only Arrow's own
+        # conversion finds out.
+        pd.DataFrame({"late": ["a"] * 200_000 + [3], "x": np.arange(200_001.0)}),
     ],
-    ids=["mixed object column", "duplicate column names"],
+    ids=["mixed object column", "duplicate column names", "mixed after the probe"],
 )
 def test_frames_arrow_cannot_keep_are_pickled_instead(frame, tmp_path):
     loaded, encoded = round_trip(frame, tmp_path)
