@@ -7,6 +7,8 @@ open without it, so no unauthenticated caller reaches cloudpickled code.
 from __future__ import annotations
 
 import hmac
+import os
+from dataclasses import dataclass
 
 import grpc
 
@@ -80,23 +82,79 @@ def read_file(path: str, what: str) -> bytes:
         raise SystemExit(f"cannot read the {what} {path}: {exc.strerror}") from exc
 
 
-def open_channel(address: str, ca_file: str = "") -> grpc.Channel:
-    """A channel to the head; TLS when a CA file is given (``TUNE_TLS_CA``)."""
-    if not ca_file:
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files a client or worker uses to reach a head served over TLS.
+
+    ``ca`` verifies the head; ``cert`` and ``key`` identify this side to a
+    head that checks client certificates (``tune-head --tls-ca``).
+    """
+
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+
+    @classmethod
+    def from_env(cls) -> TlsFiles:
+        """``TUNE_TLS_CA``, ``TUNE_TLS_CERT`` and ``TUNE_TLS_KEY``."""
+        return cls(
+            os.environ.get("TUNE_TLS_CA", ""),
+            os.environ.get("TUNE_TLS_CERT", ""),
+            os.environ.get("TUNE_TLS_KEY", ""),
+        )
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        if not self.ca and not self.cert and not self.key:
+            return None
+        if bool(self.cert) != bool(self.key):
+            raise SystemExit(
+                "a TLS client certificate needs its key, and a key its certificate: "
+                "give both (--tls-cert and --tls-key, or TUNE_TLS_CERT and "
+                "TUNE_TLS_KEY)"
+            )
+        return grpc.ssl_channel_credentials(
+            root_certificates=read_file(self.ca, "CA certificate") if self.ca else None,
+            private_key=read_file(self.key, "TLS key") if self.key else None,
+            certificate_chain=read_file(self.cert, "TLS certificate")
+            if self.cert
+            else None,
+        )
+
+
+def open_channel(address: str, tls: TlsFiles | None = None) -> grpc.Channel:
+    """A channel to the head; TLS when any TLS file is given."""
+    credentials = (tls or TlsFiles()).credentials()
+    if credentials is None:
         return grpc.insecure_channel(address, options=GRPC_OPTIONS)
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=read_file(ca_file, "CA certificate")
-    )
     return grpc.secure_channel(address, credentials, options=GRPC_OPTIONS)
 
 
-def add_port(server: grpc.Server, address: str, cert: str = "", key: str = "") -> int:
-    """Bind ``address``, with TLS when a certificate and key are given."""
+def add_port(
+    server: grpc.Server,
+    address: str,
+    cert: str = "",
+    key: str = "",
+    client_ca: str = "",
+) -> int:
+    """Bind ``address``, with TLS when a certificate and key are given.
+
+    With ``client_ca`` every caller must also present a certificate that CA
+    signed (mutual TLS), on top of the cluster token.
+    """
     if not cert and not key:
+        if client_ca:
+            raise SystemExit(
+                "--tls-ca checks client certificates over TLS: give --tls-cert "
+                "and --tls-key as well"
+            )
         return server.add_insecure_port(address)
     if not cert or not key:
         raise SystemExit("TLS needs both --tls-cert and --tls-key")
     credentials = grpc.ssl_server_credentials(
-        [(read_file(key, "TLS key"), read_file(cert, "TLS certificate"))]
+        [(read_file(key, "TLS key"), read_file(cert, "TLS certificate"))],
+        root_certificates=read_file(client_ca, "client CA certificate")
+        if client_ca
+        else None,
+        require_client_auth=bool(client_ca),
     )
     return server.add_secure_port(address, credentials)

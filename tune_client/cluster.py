@@ -16,7 +16,7 @@ import grpc
 
 from proto.generated import tune_pb2, tune_pb2_grpc
 from tune_client import storage
-from tune_client.auth import open_channel, token_metadata
+from tune_client.auth import TlsFiles, open_channel, token_metadata
 from tune_client.config import default_storage_path
 from tune_client.embedded import EmbeddedCluster
 from tune_client.errors import (
@@ -140,7 +140,7 @@ class HeadClient:
         self.address = address
         self.embedded = embedded
         self.metadata = token_metadata(token)
-        self.channel = open_channel(address, os.environ.get("TUNE_TLS_CA", ""))
+        self.channel = open_channel(address, TlsFiles.from_env())
         self.stub = tune_pb2_grpc.HeadStub(self.channel)
         self.bytes_uploaded = 0  # what put_object really sent, for the curious
 

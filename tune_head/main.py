@@ -50,6 +50,7 @@ class HeadConfig:
     metrics_port: int | None = None
     tls_cert: str = ""
     tls_key: str = ""
+    tls_ca: str = ""
 
 
 def parse_config(argv: list[str] | None = None) -> HeadConfig:
@@ -93,6 +94,12 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
     )
     parser.add_flag("--tls-cert", default="", help="PEM certificate: serve over TLS")
     parser.add_flag("--tls-key", default="", help="PEM private key of --tls-cert")
+    parser.add_flag(
+        "--tls-ca",
+        default="",
+        help="PEM CA certificate: also require every worker and client to show "
+        "a certificate it signed (mutual TLS; needs --tls-cert)",
+    )
     parser.add_flag(
         "--metrics-port",
         type=int,
@@ -140,6 +147,7 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
         metrics_port=args.metrics_port,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        tls_ca=args.tls_ca,
     )
 
 
@@ -180,7 +188,11 @@ def serve(config: HeadConfig) -> None:
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = add_port(
-        server, f"{config.host}:{config.port}", config.tls_cert, config.tls_key
+        server,
+        f"{config.host}:{config.port}",
+        config.tls_cert,
+        config.tls_key,
+        client_ca=config.tls_ca,
     )
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)

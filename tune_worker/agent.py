@@ -26,7 +26,7 @@ import grpc
 
 from proto.generated import tune_pb2, tune_pb2_grpc
 from tune_client import storage
-from tune_client.auth import open_channel, token_metadata
+from tune_client.auth import TlsFiles, open_channel, token_metadata
 from tune_client.file_transfer import file_chunks, write_chunks
 from tune_client.session import TrialStart
 from tune_worker.gpus import GpuIds
@@ -62,7 +62,7 @@ class WorkerConfig:
     work_dir: str
     worker_id: str
     node_ip: str
-    tls_ca: str = ""
+    tls: TlsFiles = TlsFiles()
     object_cache_dir: str = ""  # empty: /dev/shm, else <work_dir>/objects
     object_cache_memory: int | None = None
 
@@ -152,7 +152,7 @@ class WorkerAgent:
     # ---- the connection ---------------------------------------------------
 
     def _serve_one_connection(self) -> None:
-        channel = open_channel(self.config.head, self.config.tls_ca)
+        channel = open_channel(self.config.head, self.config.tls)
         try:
             self._stub = tune_pb2_grpc.HeadStub(channel)
             reply = self._register()

@@ -13,6 +13,7 @@ import threading
 
 import psutil
 
+from tune_client.auth import TlsFiles
 from tune_client.daemon import (
     EnvDefaultsParser,
     exit_with_parent,
@@ -37,6 +38,19 @@ def parse_config(
         env=("TUNE_TLS_CA",),
         default="",
         help="PEM CA certificate: reach the head over TLS",
+    )
+    parser.add_flag(
+        "--tls-cert",
+        env=("TUNE_TLS_CERT",),
+        default="",
+        help="PEM certificate this worker shows a head that checks them "
+        "(tune-head --tls-ca)",
+    )
+    parser.add_flag(
+        "--tls-key",
+        env=("TUNE_TLS_KEY",),
+        default="",
+        help="PEM private key of --tls-cert",
     )
     parser.add_flag("--cpus", type=float, default=None, help="CPUs to offer")
     parser.add_flag("--gpus", type=float, default=None, help="GPUs to offer")
@@ -76,7 +90,7 @@ def parse_config(
         or os.path.join(tempfile.gettempdir(), f"tune_worker_{os.getpid()}"),
         worker_id=args.worker_id or f"{socket.gethostname()}-{secrets.token_hex(3)}",
         node_ip=args.node_ip or _node_ip_towards(args.head),
-        tls_ca=args.tls_ca,
+        tls=TlsFiles(args.tls_ca, args.tls_cert, args.tls_key),
         object_cache_dir=args.object_cache_dir,
         object_cache_memory=args.object_cache_memory
         or int(psutil.virtual_memory().total * 0.3),
