@@ -8,10 +8,15 @@ whole devices stay free for whole requests. More than one GPU must be a whole
 number, Ray's rule: ``gpu: 1.5`` is refused. The trial sees its devices as
 ``CUDA_VISIBLE_DEVICES``; a trial asking for none sees none, so it cannot take
 a device another trial holds.
+
+The ids handed out are the worker's own: when the worker itself was started
+with ``CUDA_VISIBLE_DEVICES`` (one worker per GPU, say), its trials get
+devices from that list, as Ray's do; otherwise devices 0 to n-1.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 
 # Shares are counted in whole units of Ray's precision (0.0001 GPU), so that
@@ -43,16 +48,37 @@ def check_request(amount: float) -> None:
         )
 
 
+def worker_devices(count: int, visible: str | None) -> list[int | str]:
+    """The ids of the worker's ``count`` devices, taken from ``visible`` if set.
+
+    ``visible`` is the worker's CUDA_VISIBLE_DEVICES: indices or UUIDs.
+    """
+    if visible is None:
+        return list(range(count))
+    listed = [d.strip() for d in visible.split(",") if d.strip()]
+    if len(listed) < count:
+        raise ValueError(
+            f"the worker offers {count} GPUs but CUDA_VISIBLE_DEVICES={visible!r} "
+            f"lists {len(listed)}: offer at most {len(listed)} (--gpus) or list "
+            "more devices"
+        )
+    return [int(d) if d.isdigit() else d for d in listed[:count]]
+
+
 class GpuIds:
     """The free share of each of the worker's devices, and what each trial holds."""
 
-    def __init__(self, count: float) -> None:
+    def __init__(self, count: float, visible: str | None = None) -> None:
+        """``visible`` defaults to the worker's own CUDA_VISIBLE_DEVICES."""
+        if visible is None:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         self.total = int(count)
+        self.devices = worker_devices(self.total, visible)
         self._free = [UNITS_PER_GPU] * self.total
         self._held: dict[str, dict[int, int]] = {}
         self._lock = threading.Lock()
 
-    def allocate(self, trial_id: str, amount: float) -> list[int] | None:
+    def allocate(self, trial_id: str, amount: float) -> list[int | str] | None:
         """The device ids for a trial, or None when the worker has no GPUs.
 
         Raises GpuRequestError for a request such as 1.5 and GpusBusyError
@@ -73,7 +99,7 @@ class GpuIds:
             for device, units in shares.items():
                 self._free[device] -= units
             self._held[trial_id] = shares
-            return sorted(shares)
+            return [self.devices[index] for index in sorted(shares)]
 
     def release(self, trial_id: str) -> None:
         """Give back a trial's devices and shares; nothing if it holds none."""
@@ -110,5 +136,6 @@ class GpuIds:
 
     def _describe_free(self) -> str:
         return ", ".join(
-            f"device {d}: {free / UNITS_PER_GPU:g}" for d, free in enumerate(self._free)
+            f"device {self.devices[index]}: {free / UNITS_PER_GPU:g}"
+            for index, free in enumerate(self._free)
         )

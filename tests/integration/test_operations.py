@@ -169,7 +169,8 @@ def gpu_report(config):
     time.sleep(0.5)
 
 
-def test_each_trial_sees_only_its_gpus(daemons, connect, tmp_path):
+def test_each_trial_sees_only_its_gpus(daemons, connect, tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # the worker's own
     daemons.start_head()
     daemons.start_worker("--gpus", "2", cpus=3)
     client = connect(daemons)
@@ -200,7 +201,8 @@ def gpu_share_report(config):
     )
 
 
-def test_two_half_gpu_trials_share_one_device(daemons, connect, tmp_path):
+def test_two_half_gpu_trials_share_one_device(daemons, connect, tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # the worker's own
     daemons.start_head()
     daemons.start_worker("--gpus", "1", cpus=2)
     client = connect(daemons)
@@ -215,6 +217,23 @@ def test_two_half_gpu_trials_share_one_device(daemons, connect, tmp_path):
     assert results.num_errors == 0, results.errors
     assert [r.metrics["devices"] for r in results] == ["0", "0"]
     assert all(r.metrics["together"] for r in results), "the trials ran in turn"
+
+
+def test_a_worker_given_one_gpu_hands_its_trials_that_gpu(
+    daemons, connect, tmp_path, monkeypatch
+):
+    # One worker per GPU: the operator starts it with CUDA_VISIBLE_DEVICES=3.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    daemons.start_head()
+    daemons.start_worker("--gpus", "1", cpus=1)
+    client = connect(daemons)
+    wait_for(lambda: client.status().workers, 20, "the worker")
+    results = tune.Tuner(
+        tune.with_resources(gpu_report, {"cpu": 1, "gpu": 1}),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "out"), verbose=0),
+    ).fit()
+    assert results.num_errors == 0, results.errors
+    assert results[0].metrics["devices"] == "3"
 
 
 def test_working_dir_ships_the_users_modules(daemons, connect, tmp_path, monkeypatch):

@@ -7,6 +7,12 @@ import pytest
 from tune_worker.gpus import GpuIds, GpuRequestError, GpusBusyError
 
 
+@pytest.fixture(autouse=True)
+def no_devices_of_our_own(monkeypatch):
+    """The worker's own CUDA_VISIBLE_DEVICES is set only where a test says so."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+
 def test_a_worker_without_gpus_gives_no_ids():
     assert GpuIds(0).allocate("t1", 0.5) is None
 
@@ -94,3 +100,20 @@ def test_a_failed_request_leaves_the_holdings_alone():
     with pytest.raises(GpusBusyError):
         gpus.allocate("t2", 0.5)
     assert gpus.free_shares() == [0.25]
+
+
+def test_ids_come_from_the_workers_own_visible_devices(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    gpus = GpuIds(2)
+    assert gpus.allocate("t1", 0.5) == [2]
+    assert gpus.allocate("t2", 1) == [3]
+
+
+def test_visible_devices_may_be_uuids():
+    gpus = GpuIds(1, visible="GPU-5e1d, GPU-77aa")
+    assert gpus.allocate("t1", 1) == ["GPU-5e1d"]
+
+
+def test_offering_more_gpus_than_the_worker_sees_is_refused():
+    with pytest.raises(ValueError, match="offer at most 1"):
+        GpuIds(2, visible="1")
