@@ -67,8 +67,9 @@ def test_slow_trials_stop_at_first_rung_and_best_runs_to_max_t(mode):
         steps=20,
         metric=lambda config, t: {"objective": sign * loss(config, t)},
     )
-    # Rung 1 keeps the first reduction_factor - 1 = 2 arrivals (too few values
-    # to judge), then only trials in the top third of what it has recorded.
+    # Rung 1: 0.3 is first (nothing to meet), 0.1 beats it, then each trial
+    # must reach the 2/3 quantile of the values recorded before it; only 0.2
+    # does. Rung 3: 0.2 falls below the quantile of 0.3 and 0.1.
     assert stopped_at(trials) == {
         0.3: 9,
         0.1: 9,
@@ -83,6 +84,50 @@ def test_slow_trials_stop_at_first_rung_and_best_runs_to_max_t(mode):
     best = min(trials, key=lambda t: sign * t.last_result["objective"])
     assert best.config == {"quality": 0.1}
     assert best.last_result["training_iteration"] == 9
+
+
+def judge_in_order(scheduler, values: list[float]) -> list[str]:
+    """Each value from a new trial at training_iteration 1, in order."""
+    metric = scheduler.metric
+    return [
+        scheduler.on_trial_result(
+            CONTROLLER, make_trial(i, {}), {"training_iteration": 1, metric: value}
+        )
+        for i, value in enumerate(values)
+    ]
+
+
+def test_each_arrival_meets_the_quantile_of_the_values_recorded_before_it():
+    scheduler = ASHAScheduler(
+        metric="score", mode="max", max_t=100, grace_period=1, reduction_factor=3
+    )
+    decisions = judge_in_order(scheduler, [5, 3, 8, 6, 6, 5, 5.7])
+    # 5: first at the rung, no cutoff.  3: below 5, the quantile of [5].
+    # 8: above 4.33 of [3, 5].  6: meets 6.0 of [3, 5, 8] (a tie continues).
+    # 6: meets 6.0 of [3, 5, 6, 8].  5 and then 5.7: below 6.0.
+    assert decisions == [
+        "CONTINUE",
+        "STOP",
+        "CONTINUE",
+        "CONTINUE",
+        "CONTINUE",
+        "STOP",
+        "STOP",
+    ]
+    (rung, *_) = scheduler._brackets[0].rungs
+    assert sorted(rung.recorded.values()) == [3, 5, 5, 5.7, 6, 6, 8]
+
+
+def test_the_second_trial_at_a_rung_must_match_the_first():
+    scheduler = ASHAScheduler(metric="loss", mode="min", max_t=9, reduction_factor=3)
+    assert judge_in_order(scheduler, [1.0, 1.5]) == ["CONTINUE", "STOP"]
+
+
+def test_nan_values_are_left_out_of_the_cutoff():
+    scheduler = ASHAScheduler(metric="score", mode="max", max_t=4, reduction_factor=2)
+    decisions = judge_in_order(scheduler, [float("nan"), 3.0, 1.0, float("nan")])
+    # The first NaN has no cutoff to meet; the 3.0 after it has none either.
+    assert decisions == ["CONTINUE", "CONTINUE", "STOP", "STOP"]
 
 
 def test_ties_and_nan_metric():

@@ -2,20 +2,22 @@
 
 Each bracket has rungs at ``grace_period * reduction_factor ** k`` (in units of
 ``time_attr``) below ``max_t``; bracket ``s`` skips the first ``s`` of them.
-When a trial first reports a result at or past a rung, its metric is recorded
-there and compared with everything the rung has recorded so far:
+A result is judged at the highest rung it has reached that holds no value of
+its trial yet, against the values that rung recorded before it, as in Ray Tune:
 
-* If the rung holds fewer than ``reduction_factor`` values (this one
-  included), the comparison is not meaningful yet and the trial continues.
-* Otherwise the trial continues only if fewer than ``n / reduction_factor`` of
-  the ``n`` recorded values are strictly better than its own, i.e. it ranks in
-  the top ``ceil(n / reduction_factor)``. Ties count in the trial's favour, and
-  a NaN metric counts as the worst possible value.
+* The cutoff is the ``1 - 1 / reduction_factor`` quantile of those values
+  (linear interpolation between the two nearest, NaN values left out).
+* The first trial at a rung has no cutoff to meet and continues; the second
+  continues if it is at least as good as the first; and so on.
+* A trial continues when its value is at least the cutoff (ties count in its
+  favour). A NaN metric is worse than any cutoff (Ray Tune would let it go on).
 
-A result that jumps past several rungs at once is judged at the highest one.
+Then the value is recorded at that rung. A result that jumps past several
+rungs is judged at the highest; a later result of the same trial may then be
+judged at a lower rung it skipped (unless ``stop_last_trials`` is off).
 Trials are spread over the brackets round-robin, in the order the scheduler
 first sees them. With ``stop_last_trials`` a trial is stopped once
-``time_attr`` reaches ``max_t``.
+``time_attr`` reaches ``max_t``, before any rung judges that result.
 """
 
 from __future__ import annotations
@@ -92,6 +94,16 @@ def _score(value: float, mode: str) -> float:
     return value if mode == "max" else -value
 
 
+def _percentile(values: list[float], fraction: float) -> float:
+    """The ``fraction`` quantile of sorted ``values``, interpolated linearly."""
+    position = fraction * (len(values) - 1)
+    low = math.floor(position)
+    weight = position - low
+    if weight == 0:
+        return values[low]
+    return values[low] + (values[low + 1] - values[low]) * weight
+
+
 # ---------------------------------------------------------------------------
 # brackets and rungs
 
@@ -99,34 +111,43 @@ def _score(value: float, mode: str) -> float:
 @dataclass
 class _Rung:
     milestone: float
+    # Trial id -> score, higher is better; a NaN metric stays NaN.
     recorded: dict[str, float] = field(default_factory=dict)
 
-    def survives(self, score: float, reduction_factor: float) -> bool:
-        """Whether ``score`` (just recorded) is in this rung's top fraction."""
-        count = len(self.recorded)
-        if count < reduction_factor:
-            return True
-        better = sum(other > score for other in self.recorded.values())
-        return better < count / reduction_factor
+    def cutoff(self, reduction_factor: float) -> float | None:
+        """The score a newcomer must reach; None while nothing is recorded."""
+        values = sorted(v for v in self.recorded.values() if not math.isnan(v))
+        if not values:
+            return None
+        return _percentile(values, 1 - 1 / reduction_factor)
 
 
 class _Bracket:
     """One bracket: rungs in increasing order of milestone."""
 
-    def __init__(self, milestones: list[float]) -> None:
+    def __init__(self, milestones: list[float], reduction_factor: float) -> None:
         self.rungs = [_Rung(milestone) for milestone in milestones]
+        self.reduction_factor = reduction_factor
 
-    def highest_rung_reached(self, time: float) -> _Rung | None:
-        reached = [rung for rung in self.rungs if time >= rung.milestone]
-        return reached[-1] if reached else None
+    def judge(self, trial_id: str, time: float, score: float, scan_all: bool) -> bool:
+        """Record the score at a rung (see the module docstring); True to stop.
 
-    def record(self, trial_id: str, time: float, score: float) -> _Rung | None:
-        """Record the score at the highest rung reached, if it is new there."""
-        rung = self.highest_rung_reached(time)
-        if rung is None or trial_id in rung.recorded:
-            return None
-        rung.recorded[trial_id] = score
-        return rung
+        ``scan_all`` (Ray's ``stop_last_trials``) lets a result fill a lower
+        rung its trial skipped once the higher rungs hold its values.
+        """
+        for rung in reversed(self.rungs):
+            if time < rung.milestone:
+                continue
+            if trial_id in rung.recorded:
+                if scan_all:
+                    continue
+                return False
+            cutoff = rung.cutoff(self.reduction_factor)
+            rung.recorded[trial_id] = score
+            if cutoff is None:
+                return False
+            return math.isnan(score) or score < cutoff
+        return False
 
 
 def _milestones(
@@ -176,7 +197,10 @@ class AsyncHyperBandScheduler(TrialScheduler):
         self.reduction_factor = reduction_factor
         self.stop_last_trials = bool(stop_last_trials)
         self._brackets = [
-            _Bracket(_milestones(grace_period, max_t, reduction_factor, s))
+            _Bracket(
+                _milestones(grace_period, max_t, reduction_factor, s),
+                reduction_factor,
+            )
             for s in range(brackets)
         ]
         self._trial_bracket: dict[str, _Bracket] = {}
@@ -198,28 +222,32 @@ class AsyncHyperBandScheduler(TrialScheduler):
         self._bracket_of(trial.trial_id)
 
     def on_trial_result(self, controller: Any, trial: Any, result: dict) -> str:
-        """Record the result at a newly reached rung; STOP if it falls behind."""
-        metric, mode = _require_metric_mode(self)
-        time = _result_number(self, trial, result, self.time_attr)
-        score = _score(_result_number(self, trial, result, metric), mode)
-        rung = self._bracket_of(trial.trial_id).record(trial.trial_id, time, score)
-        if rung is not None and not rung.survives(score, self.reduction_factor):
-            return self.STOP
+        """Judge the result at a rung it newly reached; STOP if it falls behind."""
+        time, score = self._time_and_score(trial, result)
         if self.stop_last_trials and time >= self.max_t:
+            return self.STOP
+        bracket = self._bracket_of(trial.trial_id)
+        if bracket.judge(trial.trial_id, time, score, self.stop_last_trials):
             return self.STOP
         return self.CONTINUE
 
     def on_trial_complete(self, controller: Any, trial: Any, result: dict) -> None:
         """Record the final result at a rung it reached but was not judged at."""
         try:
-            metric, mode = _require_metric_mode(self)
-            time = _result_number(self, trial, result or {}, self.time_attr)
-            score = _score(_result_number(self, trial, result, metric), mode)
+            time, score = self._time_and_score(trial, result or {})
         except TuneConfigError:
             pass  # nothing usable to record; on_trial_result reported the cause
         else:
-            self._bracket_of(trial.trial_id).record(trial.trial_id, time, score)
+            bracket = self._bracket_of(trial.trial_id)
+            bracket.judge(trial.trial_id, time, score, self.stop_last_trials)
         self._trial_bracket.pop(trial.trial_id, None)
+
+    def _time_and_score(self, trial: Any, result: dict) -> tuple[float, float]:
+        """``time_attr`` and the metric turned so that higher is better."""
+        metric, mode = _require_metric_mode(self)
+        time = _result_number(self, trial, result, self.time_attr)
+        value = _result_number(self, trial, result, metric)
+        return time, value if mode == "max" else -value
 
     def on_trial_error(self, controller: Any, trial: Any) -> None:
         """Forget the trial; what it recorded at rungs stays."""
