@@ -7,6 +7,7 @@ head receives them as they were written.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,18 @@ class TuneConfig:
             raise TuneConfigError(
                 "TuneConfig: max_concurrent_trials must be at least 1 or None."
             )
+        self._check_scheduler()
+
+    def _check_scheduler(self) -> None:
+        """Give the scheduler our metric and mode now, as the head will.
+
+        A scheduler that cannot work without them (ASHA, PBT, the median
+        stopping rule) then fails here, in the user's process, and not on the
+        head after submission. A copy takes them, so the scheduler the user
+        passed still decides for itself on the head.
+        """
+        if self.scheduler is not None:
+            copy.copy(self.scheduler).set_search_properties(self.metric, self.mode)
 
 
 @dataclass

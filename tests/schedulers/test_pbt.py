@@ -94,3 +94,32 @@ def test_a_lone_trial_is_never_exploited():
 def test_quantile_fraction_outside_the_open_half_is_refused():
     with pytest.raises(TuneConfigError, match="quantile_fraction"):
         make_pbt(quantile_fraction=0.75)
+
+
+@pytest.mark.parametrize("metric, mode", [(None, None), ("score", None), (None, "max")])
+def test_a_missing_metric_or_mode_fails_at_setup_naming_both_places(metric, mode):
+    pbt = make_pbt(metric=None, mode=None)
+    with pytest.raises(TuneConfigError) as info:
+        pbt.set_search_properties(metric, mode)
+    message = str(info.value)
+    assert "PopulationBasedTraining" in message and "TuneConfig" in message
+    assert "needs a metric and a mode" in message
+
+
+def test_metric_and_mode_come_from_tune_config_unless_given():
+    pbt = make_pbt(metric=None, mode=None)
+    assert pbt.set_search_properties("score", "max")
+    assert (pbt.metric, pbt.mode) == ("score", "max")
+    own = make_pbt(metric="acc", mode="min")
+    own.set_search_properties("score", "max")
+    assert (own.metric, own.mode) == ("acc", "min")
+
+
+def test_tune_config_refuses_a_pbt_without_metric_before_submitting():
+    from tune_client.config import TuneConfig
+
+    with pytest.raises(TuneConfigError, match="PopulationBasedTraining needs"):
+        TuneConfig(scheduler=make_pbt(metric=None, mode=None))
+    pbt = make_pbt(metric=None, mode=None)
+    TuneConfig(metric="score", mode="max", scheduler=pbt)
+    assert pbt.metric is None, "the check must not change the user's scheduler"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tune_client.errors import TuneConfigError
+from tune_client.schedulers.async_hyperband import _require_metric_mode
 from tune_client.schedulers.trial_scheduler import TrialScheduler
 from tune_client.search.sample import Domain
 
@@ -79,6 +80,16 @@ class PopulationBasedTraining(TrialScheduler):
         self.rng = random.Random(seed)
         self.members: dict[str, _Member] = {}
         self.num_perturbations = 0
+
+    def set_search_properties(self, metric: str | None, mode: str | None) -> bool:
+        """Take the experiment's metric/mode unless given here; both must be set.
+
+        PBT ranks trials by them, so without either it fails here, before any
+        trial starts, instead of at the first result.
+        """
+        super().set_search_properties(metric, mode)
+        _require_metric_mode(self)
+        return True
 
     def on_trial_add(self, controller: Any, trial: Any) -> None:
         self.members.setdefault(trial.trial_id, _Member())
