@@ -28,6 +28,7 @@ _EXPORTS = {
     "get_checkpoint": "tune_client.session",
     "get_context": "tune_client.session",
     "report": "tune_client.session",
+    "Stopper": "tune_client.stopper",
     "with_parameters": "tune_client.trainable",
     "with_resources": "tune_client.trainable",
     "Tuner": "tune_client.tuner",
@@ -52,7 +53,7 @@ _EXPORTS.update({name: "tune_client.search.sample" for name in _SEARCH_SPACE})
 __all__ = sorted(_EXPORTS)
 
 
-_SUBPACKAGES = ("schedulers", "search", "logger")
+_SUBPACKAGES = ("schedulers", "search", "logger", "stopper")
 
 
 def __getattr__(name: str) -> Any:

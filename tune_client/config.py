@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tune_client import stopper
 from tune_client.errors import TuneConfigError
 
 _MODES = ("min", "max")
@@ -101,7 +102,8 @@ class RunConfig:
     storage_path: str | None = None
     storage_filesystem: Any = None
     callbacks: list[Any] | None = None
-    stop: Mapping[str, Any] | Callable[[str, dict], bool] | None = None
+    # A dict of bounds, a function, a tune.stopper.Stopper or a list of them.
+    stop: Mapping[str, Any] | Callable[[str, dict], bool] | list | None = None
     checkpoint_config: CheckpointConfig = field(default_factory=CheckpointConfig)
     failure_config: FailureConfig = field(default_factory=FailureConfig)
     verbose: int | None = None
@@ -115,6 +117,15 @@ class RunConfig:
             self.failure_config = FailureConfig()
         if self.storage_path is not None:
             self.storage_path = os.fspath(self.storage_path)
+        _check_stop(self.stop)
+
+
+def _check_stop(stop: Any) -> None:
+    """Fail at once on a ``stop`` that is neither bounds, a function nor Stoppers."""
+    if isinstance(stop, Mapping):
+        stopper.check_stop_criteria(stop)
+    else:
+        stopper.as_stopper(stop)
 
 
 def default_storage_path() -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 from tune_client.checkpoint import Checkpoint
 from tune_client.errors import TuneError
+from tune_client.stopper import stop_criteria_reason
 
 _session: _TrialSession | None = None
 
@@ -179,11 +180,14 @@ class _TrialSession:
             raise _StopRequested(stop)
 
     def _meets_stop_criteria(self, result: dict) -> str:
-        for key, bound in self.start.stop_criteria.items():
-            value = result.get(key)
-            if isinstance(value, (int, float)) and value >= bound:
-                return f"{key}={value} reached the stop value {bound}"
-        return ""
+        """The bound of RunConfig(stop={...}) this result reaches, if any.
+
+        Nested metrics are named "a/b". A key the result lacks is skipped here:
+        the head and the client tell the user which keys results do have.
+        """
+        if not self.start.stop_criteria:
+            return ""
+        return stop_criteria_reason(self.start.stop_criteria, result)[0]
 
     def _stage(self, checkpoint: Checkpoint, dir_name: str) -> str:
         """Copy the checkpoint to the worker's disk so the caller may delete it."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tune_client import stopper as stoppers
 from tune_client.experiment import ExperimentSpec
 from tune_client.schedulers import FIFOScheduler, TrialScheduler
 from tune_client.search import BasicVariantGenerator, Searcher
@@ -111,6 +112,10 @@ class ExperimentController:
         self.scheduler.set_search_properties(self.metric, self.mode)
         self.failure_config = spec.run_config.failure_config
         self.checkpoint_config = spec.run_config.checkpoint_config
+        stop = spec.run_config.stop
+        self.stopper = stoppers.as_stopper(stop)
+        self.stop_criteria: Mapping = stop if isinstance(stop, Mapping) else {}
+        self._warned_once: set[str] = set()
         self.date_tag = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime())
 
     def _make_searcher(self, state: dict | None) -> Searcher:
@@ -220,20 +225,57 @@ class ExperimentController:
         reason = self._stop_reason_for(trial, result)
         if reason:
             self.actions.append(StopTrialAction(trial, reason))
+        self._ask_stop_all()
         return True
 
     def _stop_reason_for(self, trial: Trial, result: dict) -> str:
-        stop = self.spec.run_config.stop
-        if callable(stop) and stop(trial.trial_id, result):
-            return "the stop function returned True"
-        if isinstance(stop, dict):
-            for key, bound in stop.items():
-                if key in result and result[key] >= bound:
-                    return f"{key}={result[key]} reached the stop value {bound}"
+        if self.stopper is not None and self.stopper(trial.trial_id, result):
+            if isinstance(self.stopper, stoppers.FunctionStopper):
+                return "the stop function returned True"
+            return f"stopped by {describe(self.stopper)}"
+        reason = self._stop_criteria_reason(trial, result)
+        if reason:
+            return reason
         decision = self.scheduler.on_trial_result(self, trial, result)
         if decision == TrialScheduler.STOP:
             return f"stopped early by {type(self.scheduler).__name__}"
         return ""
+
+    def _stop_criteria_reason(self, trial: Trial, result: dict) -> str:
+        """The stop dict's verdict; keys the result lacks are skipped, as in Ray.
+
+        The trial runs on, and the head log says once which keys the result
+        does have (the client warns the user the same way).
+        """
+        if not self.stop_criteria:
+            return ""
+        reason, missing = stoppers.stop_criteria_reason(self.stop_criteria, result)
+        if missing and "stop" not in self._warned_once:
+            self._warned_once.add("stop")
+            log.warning(
+                "experiment %s, trial %s: %s",
+                self.spec.name,
+                trial.trial_name,
+                stoppers.missing_stop_keys_message(missing, result),
+            )
+        return reason
+
+    def _ask_stop_all(self) -> None:
+        """Stop the experiment when the Stopper says so.
+
+        A Stopper that raises fails the experiment with its message, as a
+        searcher or scheduler does.
+        """
+        if self.stopper is None or self.stopping:
+            return
+        try:
+            done = self.stopper.stop_all()
+        except Exception as exc:  # noqa: BLE001 - the user's code; reported
+            log.error("%s.stop_all() raised", describe(self.stopper), exc_info=exc)
+            self.fail(f"{describe(self.stopper)}.stop_all() raised {exc!r}")
+            return
+        if done:
+            self.stop(f"{describe(self.stopper)}.stop_all() returned True")
 
     def on_checkpoint(self, trial: Trial, record: CheckpointRecord) -> None:
         trial.checkpoints.append(record)
@@ -357,6 +399,7 @@ class ExperimentController:
         budget = self.spec.tune_config.time_budget_s
         if budget and not self.stopping and self.clock() - self.started_at > budget:
             self.stop(f"the time budget of {budget:g} s ran out")
+        self._ask_stop_all()
 
     def fail(self, error: str) -> None:
         """End the experiment because its searcher or scheduler cannot go on."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
 import tune_client as tune
 from tune_client.config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from tune_client.experiment import ExperimentSpec
+from tune_client.stopper import CombinedStopper, MaximumIterationStopper, Stopper
 from tune_head.controller import (
     DeleteCheckpointAction,
     ExperimentController,
@@ -19,7 +21,9 @@ from tune_head.controller import (
 from tune_head.trial import CheckpointRecord, TrialStatus
 
 
-def make_controller(param_space=None, clock=None, **configs) -> ExperimentController:
+def make_controller(
+    param_space=None, clock=None, trials=None, searcher_state=None, **configs
+) -> ExperimentController:
     spec = ExperimentSpec(
         name="exp",
         trainable_name="train",
@@ -31,7 +35,14 @@ def make_controller(param_space=None, clock=None, **configs) -> ExperimentContro
         run_config=configs.get("run_config", RunConfig()),
     )
     kwargs = {"clock": clock} if clock else {}
-    return ExperimentController("abcdef0123", spec, "/results/exp", **kwargs)
+    return ExperimentController(
+        "abcdef0123",
+        spec,
+        "/results/exp",
+        trials=trials,
+        searcher_state=searcher_state,
+        **kwargs,
+    )
 
 
 def start_all(controller: ExperimentController) -> list:
@@ -215,3 +226,137 @@ def test_restart_rewinds_the_log_to_the_checkpoint():
     assert [(a.trial, a.iteration) for a in rewinds] == [(trial, 1)]
     assert controller.on_result(trial, *result(2, attempt=2))
     assert trial.last_result["attempt"] == 2
+
+
+def stops(controller: ExperimentController) -> list:
+    return [a for a in controller.take_actions() if isinstance(a, StopTrialAction)]
+
+
+class StopAllAfter(Stopper):
+    """Stops trials whose loss falls below 1; the experiment after n results."""
+
+    def __init__(self, results: int) -> None:
+        self.results, self.seen = results, 0
+
+    def __call__(self, trial_id, result):
+        self.seen += 1
+        return result["loss"] < 1
+
+    def stop_all(self):
+        return self.seen >= self.results
+
+
+def test_a_stopper_stops_one_trial_then_the_whole_experiment():
+    controller = make_controller(
+        {"a": tune.grid_search([1, 2, 3])},
+        tune_config=TuneConfig(max_concurrent_trials=2),
+        run_config=RunConfig(stop=StopAllAfter(results=3)),
+    )
+    first, second = start_all(controller)
+    controller.take_actions()
+    controller.on_result(first, *result(1, loss=0.5))
+    [stop] = stops(controller)
+    assert stop.trial is first and "StopAllAfter" in stop.reason
+    controller.on_trial_ended(first, "finished", "")
+
+    controller.on_result(second, *result(1, loss=5.0))
+    assert stops(controller) == []
+    controller.on_result(second, *result(2, loss=5.0))  # the third result
+    [stop] = stops(controller)
+    assert stop.trial is second and "stop_all() returned True" in stop.reason
+    assert controller.next_trial_to_start() is None, "no trial starts after it"
+    controller.on_trial_ended(second, "stopped", "")
+    assert controller.is_finished()
+    assert controller.counts_by_status() == {"TERMINATED": 2}
+
+
+def test_stop_all_is_asked_on_the_tick_too():
+    class Switch(Stopper):
+        on = False
+
+        def __call__(self, trial_id, result):
+            return False
+
+        def stop_all(self):
+            return Switch.on
+
+    controller = make_controller(run_config=RunConfig(stop=Switch()))
+    (trial,) = start_all(controller)
+    controller.take_actions()
+    controller.on_tick()
+    assert stops(controller) == []
+    Switch.on = True
+    controller.on_tick()
+    [stop] = stops(controller)
+    assert stop.trial is trial and "Switch.stop_all()" in stop.reason
+
+
+def test_a_combined_stopper_and_a_plain_function_both_apply():
+    controller = make_controller(
+        run_config=RunConfig(
+            stop=CombinedStopper(MaximumIterationStopper(2), StopAllAfter(99))
+        )
+    )
+    (trial,) = start_all(controller)
+    controller.take_actions()
+    controller.on_result(trial, *result(1, loss=5.0))
+    assert stops(controller) == []
+    controller.on_result(trial, *result(2, loss=5.0))
+    [stop] = stops(controller)
+    assert "CombinedStopper" in stop.reason
+
+    controller = make_controller(
+        run_config=RunConfig(stop=lambda trial_id, result: result["loss"] < 1)
+    )
+    (trial,) = start_all(controller)
+    controller.take_actions()
+    controller.on_result(trial, *result(1, loss=0.5))
+    [stop] = stops(controller)
+    assert stop.reason == "the stop function returned True"
+
+
+def test_a_stopper_whose_stop_all_raises_fails_the_experiment():
+    class Broken(Stopper):
+        def __call__(self, trial_id, result):
+            return False
+
+        def stop_all(self):
+            raise RuntimeError("no budget file")
+
+    controller = make_controller(run_config=RunConfig(stop=Broken()))
+    (trial,) = start_all(controller)
+    controller.take_actions()
+    controller.on_tick()
+    assert "no budget file" in controller.error
+    assert [a.trial for a in stops(controller)] == [trial]
+
+
+def test_stop_dict_names_nested_metrics_with_slashes():
+    controller = make_controller(run_config=RunConfig(stop={"val/acc": 0.9}))
+    (trial,) = start_all(controller)
+    controller.take_actions()
+    controller.on_result(trial, *result(1, val={"acc": 0.5}))
+    assert stops(controller) == []
+    controller.on_result(trial, *result(2, val={"acc": 0.95}))
+    [stop] = stops(controller)
+    assert stop.reason == "val/acc=0.95 reached the stop value 0.9"
+
+
+def test_a_stop_key_no_result_has_is_skipped_with_one_warning(caplog):
+    # Ray Tune 2.60 warns once and runs on: a metric may appear only later.
+    controller = make_controller(
+        {"a": tune.grid_search([1, 2])},
+        run_config=RunConfig(stop={"acuracy": 0.9, "training_iteration": 3}),
+    )
+    trials = start_all(controller)
+    controller.take_actions()
+    with caplog.at_level(logging.WARNING, logger="tune_head.controller"):
+        for trial in trials:
+            controller.on_result(trial, *result(1, accuracy=0.95))
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1, warnings
+    assert "['acuracy']" in warnings[0] and "'accuracy'" in warnings[0]
+    assert stops(controller) == [] and controller.error == ""
+    controller.on_result(trials[0], *result(3, accuracy=0.95))
+    [stop] = stops(controller)
+    assert "training_iteration=3" in stop.reason

@@ -36,6 +36,61 @@ def test_asha_stops_slow_trials_and_keeps_the_best(storage):
     assert results.get_best_result().config["rate"] == 5.0
 
 
+class StopAllAfter(tune.stopper.Stopper):
+    """Ends the experiment once it has been handed ``results`` results."""
+
+    def __init__(self, results: int) -> None:
+        self.results, self.seen = results, 0
+
+    def __call__(self, trial_id, result):
+        self.seen += 1
+        return False
+
+    def stop_all(self):
+        return self.seen >= self.results
+
+
+def long_curve(config):
+    for step in range(1, 201):
+        time.sleep(0.03)
+        tune.report({"score": config["rate"] * step})
+
+
+def test_a_stoppers_stop_all_ends_the_experiment(storage):
+    # The first trial stops after 5 results; results past its 4th reach only
+    # MaximumIterationStopper (the first to say stop decides), so StopAllAfter
+    # counts 4 of them and ends the experiment at the second trial's 4th.
+    stopper = tune.stopper.CombinedStopper(
+        tune.stopper.MaximumIterationStopper(max_iter=5), StopAllAfter(results=8)
+    )
+    started = time.monotonic()
+    results = tune.Tuner(
+        long_curve,
+        param_space={"rate": tune.grid_search([1.0, 2.0, 3.0])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1),
+        run_config=tune.RunConfig(stop=stopper, verbose=0),
+    ).fit()
+    assert time.monotonic() - started < 60
+    assert results.num_errors == 0
+    iterations = {r.config["rate"]: r.metrics["training_iteration"] for r in results}
+    assert set(iterations) == {1.0, 2.0}, "the third trial started after stop_all"
+    assert 5 <= iterations[1.0] < 200, iterations
+    assert 4 <= iterations[2.0] < 200, iterations
+
+
+def nested(config):
+    for step in range(1, 51):
+        tune.report({"val": {"score": step}})
+
+
+def test_a_stop_dict_bounds_nested_metrics_named_with_slashes(storage):
+    results = tune.Tuner(
+        nested, run_config=tune.RunConfig(stop={"val/score": 3}, verbose=0)
+    ).fit()
+    assert results.num_errors == 0
+    assert results[0].metrics["training_iteration"] == 3  # checked in the trial
+
+
 def test_a_metric_no_trial_reports_fails_the_experiment_with_the_known_ones(storage):
     with pytest.raises(TuneError) as info:
         tune.Tuner(
