@@ -9,6 +9,8 @@ change to a trial's status happens here, with the reason logged.
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -289,20 +291,70 @@ class ExperimentController:
         self.actions.append(TrialChanged(trial))
 
     def _enforce_num_to_keep(self, trial: Trial) -> None:
+        """Keep the ``num_to_keep`` best checkpoints, and always the latest.
+
+        As in Ray Tune: the best by ``checkpoint_score_attribute``, or the
+        most recent without one; the latest stays even when it is not among
+        the best, so up to ``num_to_keep + 1`` remain. A checkpoint that the
+        trial's next run restores from stays too.
+        """
         keep = self.checkpoint_config.num_to_keep
         if keep is None or len(trial.checkpoints) <= keep:
             return
+        ranked = sorted(
+            range(len(trial.checkpoints)),
+            key=lambda i: self._checkpoint_rank(trial, i),
+        )
+        kept = {id(trial.checkpoints[i]) for i in ranked[-keep:]}
+        kept.add(id(trial.checkpoints[-1]))
+        if trial.restore_from is not None:
+            kept.add(id(trial.restore_from))
+        for record in [c for c in trial.checkpoints if id(c) not in kept]:
+            trial.checkpoints.remove(record)
+            self.actions.append(DeleteCheckpointAction(trial, record))
+
+    def _checkpoint_rank(self, trial: Trial, index: int) -> tuple:
+        """A sort key, worst first; among equals the older checkpoint is worse.
+
+        Without a score attribute only recency counts. With one, as in Ray
+        Tune, a checkpoint whose metrics lack it (or hold no number) ranks
+        below every scored one, and NaN lowest of all.
+        """
         attribute = self.checkpoint_config.checkpoint_score_attribute
-        latest = trial.checkpoints[-1]
-        candidates = trial.checkpoints[:-1]
-        if attribute:
-            sign = 1 if self.checkpoint_config.checkpoint_score_order == "max" else -1
-            candidates.sort(key=lambda c: sign * float(c.metrics.get(attribute, 0)))
-        while len(candidates) + 1 > keep:
-            victim = candidates.pop(0)
-            trial.checkpoints.remove(victim)
-            self.actions.append(DeleteCheckpointAction(trial, victim))
-        assert trial.checkpoints[-1] is latest
+        if not attribute:
+            return (index,)
+        record = trial.checkpoints[index]
+        value = stoppers.find_metric(record.metrics, attribute)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return (0, 0.0, index)  # NaN is stored as null
+        if not isinstance(value, numbers.Real):
+            self._warn_unscored(trial, record, value)
+            return (1, 0.0, index)
+        sign = 1.0 if self.checkpoint_config.checkpoint_score_order == "max" else -1.0
+        return (2, sign * float(value), index)
+
+    def _warn_unscored(self, trial: Trial, record: CheckpointRecord, value) -> None:
+        if "score" in self._warned_once:
+            return
+        self._warned_once.add("score")
+        attribute = self.checkpoint_config.checkpoint_score_attribute
+        found = (
+            "does not report it"
+            if stoppers.is_missing(value)
+            else f"holds {value!r} under it, not a number"
+        )
+        log.error(
+            "experiment %s: CheckpointConfig(checkpoint_score_attribute=%r), but "
+            "%s of trial %s %s; it has %s. Such checkpoints rank below every "
+            "scored one, so num_to_keep deletes them first; report the attribute "
+            "with every checkpoint, or name one of those keys.",
+            self.spec.name,
+            attribute,
+            record.dir_name,
+            trial.trial_name,
+            found,
+            sorted(stoppers.flat_keys(record.metrics)),
+        )
 
     def on_trial_ended(self, trial: Trial, outcome: str, error: str) -> None:
         """``outcome`` is "finished", "stopped", "interrupted" or "errored"."""

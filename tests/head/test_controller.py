@@ -360,3 +360,77 @@ def test_a_stop_key_no_result_has_is_skipped_with_one_warning(caplog):
     controller.on_result(trials[0], *result(3, accuracy=0.95))
     [stop] = stops(controller)
     assert "training_iteration=3" in stop.reason
+
+
+def checkpoints_with(controller, trial, scores: list, attribute: str = "acc"):
+    records = [
+        CheckpointRecord(
+            f"checkpoint_{i:06d}",
+            f"/p/{i}",
+            i + 1,
+            {} if score is None else {attribute: score},
+        )
+        for i, score in enumerate(scores)
+    ]
+    for record in records:
+        controller.on_checkpoint(trial, record)
+    return records
+
+
+def deleted_by(controller) -> list:
+    return [
+        a.checkpoint
+        for a in controller.take_actions()
+        if isinstance(a, DeleteCheckpointAction)
+    ]
+
+
+@pytest.mark.parametrize(
+    "order, scores, kept",
+    [
+        # The two best (0.9 and 0.8) stay, and the latest one besides.
+        ("max", [0.5, 0.9, 0.8, 0.1, 0.3], [1, 2, 4]),
+        ("min", [0.5, 0.9, 0.1, 0.8], [0, 2, 3]),
+        # The latest is among the best: exactly num_to_keep remain.
+        ("max", [0.1, 0.2, 0.3], [1, 2]),
+        # A tie goes to the more recent checkpoint.
+        ("max", [0.7, 0.7, 0.7, 0.1], [1, 2, 3]),
+    ],
+)
+def test_num_to_keep_keeps_the_best_and_the_latest(order, scores, kept):
+    config = CheckpointConfig(
+        num_to_keep=2, checkpoint_score_attribute="acc", checkpoint_score_order=order
+    )
+    controller = make_controller(run_config=RunConfig(checkpoint_config=config))
+    (trial,) = start_all(controller)
+    controller.take_actions()
+    records = checkpoints_with(controller, trial, scores)
+    assert trial.checkpoints == [records[i] for i in kept]
+    assert sorted(deleted_by(controller), key=records.index) == [
+        r for i, r in enumerate(records) if i not in kept
+    ]
+
+
+def test_a_checkpoint_without_the_score_attribute_ranks_below_the_scored(caplog):
+    config = CheckpointConfig(
+        num_to_keep=1, checkpoint_score_attribute="acc", checkpoint_score_order="min"
+    )
+    controller = make_controller(run_config=RunConfig(checkpoint_config=config))
+    (trial,) = start_all(controller)
+    controller.take_actions()
+    with caplog.at_level(logging.ERROR, logger="tune_head.controller"):
+        records = checkpoints_with(controller, trial, [None, 5.0, None, 9.0])
+    # Not a score of 0 (which "min" would keep as the best): the worst.
+    assert trial.checkpoints == [records[1], records[3]]
+    [message] = [r.getMessage() for r in caplog.records]
+    assert (
+        "checkpoint_score_attribute='acc'" in message and "checkpoint_000000" in message
+    )
+
+
+def test_without_a_score_attribute_the_most_recent_are_kept():
+    config = CheckpointConfig(num_to_keep=3)
+    controller = make_controller(run_config=RunConfig(checkpoint_config=config))
+    (trial,) = start_all(controller)
+    records = checkpoints_with(controller, trial, [0.9, 0.1, 0.2, 0.3, 0.4])
+    assert trial.checkpoints == records[2:]
