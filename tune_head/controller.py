@@ -62,12 +62,22 @@ class CloneCheckpointAction:
     dir_name: str
 
 
+@dataclass
+class SaveSearcherStateAction:
+    """The searcher learned of a trial's end: persist ``searcher.get_state()``.
+
+    Without it, a head that dies before its next trial is created would
+    restore a searcher that still counts finished trials as live.
+    """
+
+
 Action = (
     StopTrialAction
     | TrialChanged
     | DeleteCheckpointAction
     | RewindResultsAction
     | CloneCheckpointAction
+    | SaveSearcherStateAction
 )
 
 
@@ -131,7 +141,39 @@ class ExperimentController:
         )
         if state is not None:
             searcher.set_state(state)
+            self._reconcile_searcher(searcher)
         return searcher
+
+    def _reconcile_searcher(self, searcher: Searcher) -> None:
+        """Complete, in the searcher, trials that ended after its state was saved.
+
+        The state is saved when a trial is created, so a trial that finished
+        later may still hold a ConcurrencyLimiter or ``max_concurrent`` slot,
+        and its result may never have reached the searcher. Only searchers
+        that say which trials they hold live (``live_trials``) are told, so
+        none hears of a trial's end twice.
+        """
+        live = getattr(searcher, "live_trials", None)
+        if live is None:
+            return
+        ended = [
+            t
+            for t in self.trials.values()
+            if t.status.is_finished and t.trial_id in live
+        ]
+        for trial in ended:
+            if trial.status is TrialStatus.ERROR:
+                searcher.on_trial_complete(trial.trial_id, None, error=True)
+            else:
+                searcher.on_trial_complete(trial.trial_id, trial.last_result)
+        if ended:
+            log.info(
+                "experiment %s: the restored searcher learned of %d trials that "
+                "ended after its state was saved",
+                self.spec.name,
+                len(ended),
+            )
+            self.actions.append(SaveSearcherStateAction())
 
     # ---- trial creation -------------------------------------------------
 
@@ -379,6 +421,7 @@ class ExperimentController:
             trial.status = TrialStatus.TERMINATED
             log.info("trial %s finished (%s)", trial.trial_name, outcome)
             self.searcher.on_trial_complete(trial.trial_id, trial.last_result)
+            self.actions.append(SaveSearcherStateAction())
             self.scheduler.on_trial_complete(self, trial, trial.last_result)
         self.actions.append(TrialChanged(trial))
 
@@ -401,6 +444,7 @@ class ExperimentController:
         trial.error = error
         log.info("trial %s errored: %s", trial.trial_name, _last_line(error))
         self.searcher.on_trial_complete(trial.trial_id, None, error=True)
+        self.actions.append(SaveSearcherStateAction())
         self.scheduler.on_trial_error(self, trial)
         if self.failure_config.fail_fast:
             self.stop(f"trial {trial.trial_name} failed and fail_fast is set")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 
@@ -10,11 +11,13 @@ import pytest
 import tune_client as tune
 from tune_client.config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from tune_client.experiment import ExperimentSpec
+from tune_client.search import BasicVariantGenerator, ConcurrencyLimiter
 from tune_client.stopper import CombinedStopper, MaximumIterationStopper, Stopper
 from tune_head.controller import (
     DeleteCheckpointAction,
     ExperimentController,
     RewindResultsAction,
+    SaveSearcherStateAction,
     StopTrialAction,
     TrialChanged,
 )
@@ -434,3 +437,78 @@ def test_without_a_score_attribute_the_most_recent_are_kept():
     (trial,) = start_all(controller)
     records = checkpoints_with(controller, trial, [0.9, 0.1, 0.2, 0.3, 0.4])
     assert trial.checkpoints == records[2:]
+
+
+def test_the_searcher_is_told_when_a_trial_ends_so_its_state_is_saved():
+    controller = make_controller({"a": tune.grid_search([1, 2])})
+    first, second = start_all(controller)
+    controller.take_actions()
+    controller.on_trial_ended(first, "finished", "")
+    actions = controller.take_actions()
+    assert any(isinstance(a, SaveSearcherStateAction) for a in actions)
+    controller.on_trial_ended(second, "errored", "boom")
+    assert any(
+        isinstance(a, SaveSearcherStateAction) for a in controller.take_actions()
+    )
+
+
+@pytest.mark.parametrize(
+    "make_searcher",
+    [
+        lambda: ConcurrencyLimiter(BasicVariantGenerator(random_state=1), 1),
+        lambda: BasicVariantGenerator(max_concurrent=1, random_state=1),
+    ],
+    ids=["ConcurrencyLimiter", "max_concurrent"],
+)
+@pytest.mark.parametrize("outcome", ["finished", "errored"])
+def test_restore_frees_the_slots_of_trials_that_ended_after_the_state(
+    make_searcher, outcome
+):
+    space = {"a": tune.grid_search([1, 2, 3])}
+    before = make_controller(space, tune_config=TuneConfig(search_alg=make_searcher()))
+    (first,) = start_all(before)
+    saved = copy.deepcopy(before.searcher.get_state())  # written at creation
+    before.on_result(first, *result(1, loss=0.5))
+    before.on_trial_ended(first, "errored" if outcome == "errored" else "finished", "")
+    assert first.status.is_finished
+
+    restored = make_controller(
+        space,
+        trials=[copy.deepcopy(first)],
+        searcher_state=saved,
+        tune_config=TuneConfig(search_alg=make_searcher()),
+    )
+    assert first.trial_id not in restored.searcher.live_trials
+    assert any(isinstance(a, SaveSearcherStateAction) for a in restored.take_actions())
+    started = start_all(restored)
+    assert [t.config["a"] for t in started] == [2], "the slot stayed taken"
+
+
+def test_restore_tells_the_wrapped_searcher_of_the_missed_result_once():
+    class Recording(BasicVariantGenerator):
+        def __init__(self):
+            super().__init__(random_state=1)
+            self.completed = []
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            self.completed.append((trial_id, (result or {}).get("loss"), error))
+            super().on_trial_complete(trial_id, result, error)
+
+    before = make_controller(
+        {"a": tune.grid_search([1, 2])},
+        tune_config=TuneConfig(search_alg=ConcurrencyLimiter(Recording(), 2)),
+    )
+    first, second = start_all(before)
+    saved = copy.deepcopy(before.searcher.get_state())
+    before.on_result(first, *result(1, loss=0.25))
+    before.on_trial_ended(first, "finished", "")
+
+    inner = Recording()
+    restored = make_controller(
+        {"a": tune.grid_search([1, 2])},
+        trials=[copy.deepcopy(first), copy.deepcopy(second)],
+        searcher_state=saved,
+        tune_config=TuneConfig(search_alg=ConcurrencyLimiter(inner, 2)),
+    )
+    assert inner.completed == [(first.trial_id, 0.25, False)]
+    assert restored.searcher.live_trials == {second.trial_id}

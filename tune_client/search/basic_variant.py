@@ -167,6 +167,11 @@ class BasicVariantGenerator(Searcher):
         """Ray's name for ``total_trials``."""
         return self._total
 
+    @property
+    def live_trials(self) -> frozenset[str]:
+        """Ids of suggested trials not completed yet (they hold concurrency slots)."""
+        return frozenset(self._live)
+
     def is_finished(self) -> bool:
         """True once every config has been suggested."""
         return self._space is not None and self._produced >= self._total

@@ -429,6 +429,11 @@ class OptunaSearch(Searcher):
 
     # -- suggesting -----------------------------------------------------------
 
+    @property
+    def live_trials(self) -> frozenset[str]:
+        """Ids of suggested trials whose outcome Optuna has not been told yet."""
+        return frozenset(self._live)
+
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         """The next config Optuna asks for, or FINISHED after ``num_samples``."""
         study = self._ensure_study()
