@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Ask a tune-head whether it is serving, for container and service probes.
+"""Ask a tune-head or a tune-worker whether it is serving, for probes.
 
 Usage:
     python deploy/healthcheck.py HOST:PORT
 
-Calls the standard gRPC health service (``grpc.health.v1.Health/Check`` with
-the empty service name), which the head answers without a cluster token.
+HOST:PORT is the head's port (6380 by default) or a worker's
+``--health-port``. Calls the standard gRPC health service
+(``grpc.health.v1.Health/Check`` with the empty service name), which both
+daemons answer without a cluster token, over plaintext (so not a head that
+serves TLS).
 Exits 0 when the head reports SERVING and 1 for anything else: another
 status, a refused connection, a timeout (3 s), a malformed address or a
 wrong command line (never 2, which Docker reserves in health checks).
@@ -21,7 +24,7 @@ TIMEOUT_S = 3.0
 
 
 def check(address: str, timeout_s: float = TIMEOUT_S) -> tuple[bool, str]:
-    """Return (serving, a one-line description of what the head said)."""
+    """Return (serving, a one-line description of what the daemon said)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
