@@ -1,12 +1,23 @@
 """``Callback``: hooks the client runs on the head's event stream.
 
 The hook names and arguments are Ray Tune's, so existing callbacks carry over.
-``iteration`` counts the events the client has handled; ``trials`` is the list
+``iteration`` counts the steps: each batch of events the client handles is
+one, bracketed by ``on_step_begin`` and ``on_step_end``. ``trials`` is the list
 of every trial seen so far; each ``trial`` is a ``TrialView``.
+
+When they fire: ``setup`` once before the experiment is submitted;
+``on_trial_start`` when a trial starts and ``on_trial_restore`` when it starts
+again after a failure; ``on_trial_result`` for each result; ``on_checkpoint``
+and then ``on_trial_save`` when a checkpoint of the trial is persisted;
+``on_trial_recover`` when a trial failed and will be retried (not when PBT
+restarts it or the experiment is stopped); ``on_trial_complete`` and
+``on_trial_error`` when it ends; ``on_experiment_end`` last.
 """
 
 from __future__ import annotations
 
+import copy
+import sys
 from typing import Any
 
 
@@ -64,3 +75,33 @@ class Callback:
 
     def set_state(self, state: dict) -> None:
         pass
+
+
+def setup_arguments(tune_config: Any, run_config: Any, param_space: dict) -> dict:
+    """The keyword arguments ``Callback.setup`` receives, as Ray Tune passes them.
+
+    ``total_num_samples`` is how many trials the search makes: for a
+    BasicVariantGenerator (the default; also inside a ConcurrencyLimiter)
+    ``num_samples`` passes over the grid, ``points_to_evaluate`` counted; for
+    another searcher ``num_samples``; ``sys.maxsize`` when it is -1.
+    """
+    from tune_client.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    num_samples = tune_config.num_samples
+    searcher = tune_config.search_alg
+    while isinstance(searcher, ConcurrencyLimiter):
+        searcher = searcher.searcher
+    if num_samples == -1:
+        total = sys.maxsize
+    elif searcher is None or isinstance(searcher, BasicVariantGenerator):
+        counter = copy.deepcopy(searcher) if searcher else BasicVariantGenerator()
+        counter.set_search_properties(None, None, param_space, num_samples=num_samples)
+        total = counter.total_samples
+    else:
+        total = num_samples
+    return {
+        "stop": run_config.stop,
+        "num_samples": num_samples,
+        "time_budget_s": tune_config.time_budget_s,
+        "total_num_samples": total,
+    }

@@ -4,6 +4,10 @@
 trial, calls the user's callbacks on status changes and results, and rides
 out reconnects, including to a restarted head (a new epoch: events are read
 again from the start, and hooks fire only on changes, so none fires twice).
+
+Each batch of events the client handles is one step, as Ray Tune's callbacks
+know it: ``on_step_begin``, the hooks of the batch's events, ``on_step_end``,
+all with the step number as ``iteration``; ``on_experiment_end`` comes last.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from tune_client import cluster
 from tune_client.checkpoint import Checkpoint
 from tune_client.errors import TrialError
 from tune_client.result_grid import Result
+from tune_client.stopper import missing_stop_keys_message, stop_criteria_reason
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +73,15 @@ class TrialView:
 class ExperimentRun:
     """Follows one experiment's events: callbacks, progress and the final grid."""
 
-    def __init__(self, client, experiment_id: str, callbacks, reporter) -> None:
+    def __init__(
+        self, client, experiment_id: str, callbacks, reporter, stop=None
+    ) -> None:
+        """``stop`` is ``RunConfig.stop``: a dict's keys are checked in results."""
         self.client = client
         self.experiment_id = experiment_id
         self.callbacks = callbacks
         self.reporter = reporter
+        self.stop_criteria = stop if isinstance(stop, dict) else {}
         self.trials: dict[str, TrialView] = {}
         self.sequence = 0
         self.head_epoch = ""
@@ -93,8 +102,7 @@ class ExperimentRun:
                 )
                 for batch in watched:
                     self.head_epoch = batch.head_epoch
-                    for event in batch.events:
-                        self._handle(event)
+                    self._handle_step(batch.events)
                     self.reporter.maybe_report(list(self.trials.values()))
                     delay = 0.1
             except grpc.RpcError as exc:
@@ -113,9 +121,18 @@ class ExperimentRun:
                 delay = min(delay * 2, 5.0)
         return self.ended
 
+    def _handle_step(self, events) -> None:
+        """One batch of events, between on_step_begin and on_step_end."""
+        self._call("on_step_begin")
+        for event in events:
+            self._handle(event)
+        self.iteration += 1
+        self._call("on_step_end")
+        if self.ended is not None:
+            self._call_end()
+
     def _handle(self, event: tune_pb2.ExperimentEvent) -> None:
         self.sequence = event.sequence
-        self.iteration += 1
         kind = event.WhichOneof("kind")
         if kind == "result":
             self._on_result(event.result, event.replayed)
@@ -127,7 +144,6 @@ class ExperimentRun:
             self.ended = event.experiment_ended
             for info in self.ended.trials:
                 self._view(info)
-            self._call_end()
 
     def _view(self, info: tune_pb2.TrialInfo) -> TrialView:
         trial = self.trials.get(info.trial_id)
@@ -148,6 +164,7 @@ class ExperimentRun:
             return
         self._delivered_iteration[trial.trial_id] = iteration
         trial.last_result = result
+        self._check_stop_keys(result)
         if self.callbacks:
             trial.last_result.setdefault("config", trial.config)
             self._call("on_trial_result", trial=trial, result=trial.last_result)
@@ -161,10 +178,31 @@ class ExperimentRun:
         if all(c.dir_name != message.dir_name for c in trial.checkpoints):
             trial.checkpoints.append(message)
         self._call("on_checkpoint", trial=trial, checkpoint=trial.checkpoint)
+        self._call("on_trial_save", trial=trial)
+
+    def _check_stop_keys(self, result: dict) -> None:
+        """Warn once, as Ray Tune does, when results lack a key of the stop dict.
+
+        The trial runs on (a metric may appear only in later results); the
+        warning lists the keys results do have, so a misspelling shows.
+        """
+        if not self.stop_criteria:
+            return
+        missing = stop_criteria_reason(self.stop_criteria, result)[1]
+        if missing:
+            log.warning("%s", missing_stop_keys_message(missing, result))
+            self.stop_criteria = {}
 
     def _on_trial_updated(self, info: tune_pb2.TrialInfo) -> None:
+        """Hooks for a status change; on_trial_recover only after a failure.
+
+        A trial goes back to pending also when PBT restarts it from another
+        trial's checkpoint or a person stops the experiment; only a failure
+        counts up ``num_failures``.
+        """
         before = self.trials.get(info.trial_id)
         old_status = before.status if before else None
+        old_failures = before.num_failures if before else 0
         trial = self._view(info)
         if trial.status == old_status:
             return
@@ -175,7 +213,7 @@ class ExperimentRun:
             self._call("on_trial_complete", trial=trial)
         elif trial.status == "ERROR":
             self._call("on_trial_error", trial=trial)
-        elif trial.status == "PENDING" and old_status == "RUNNING":
+        elif trial.status == "PENDING" and trial.num_failures > old_failures:
             self._call("on_trial_recover", trial=trial)
 
     def _call(self, hook: str, **kwargs) -> None:
