@@ -32,6 +32,7 @@ from tune_head.controller import (
     DeleteCheckpointAction,
     ExperimentController,
     RewindResultsAction,
+    SaveSearcherStateAction,
     StopTrialAction,
     TrialChanged,
 )
@@ -70,6 +71,8 @@ class Experiment:
     events: list[tune_pb2.ExperimentEvent] = field(default_factory=list)
     finished: bool = False
     state_dirty: bool = False
+    # A trial ended: the searcher learned from it; saved on the next tick.
+    searcher_dirty: bool = False
     last_turn: int = 0  # when a trial of this experiment was last placed
 
     @property
@@ -607,6 +610,8 @@ class Head:
                 action.trial.last_result_json = (
                     json.dumps(kept).encode() if kept else b""
                 )
+            elif isinstance(action, SaveSearcherStateAction):
+                exp.searcher_dirty = True
             elif isinstance(action, CloneCheckpointAction):
                 exp.storage.clone_checkpoint(
                     action.source, action.trial, action.dir_name
@@ -757,6 +762,10 @@ class Head:
             self._apply_actions(exp)
             if exp.state_dirty:
                 self._write_state(exp)
+            if exp.searcher_dirty:
+                searcher_state = exp.controller.searcher.get_state()
+                exp.storage.write_searcher_state(searcher_state)
+                exp.searcher_dirty = False
             return exp.storage.take_changes()
         except Exception as exc:  # noqa: BLE001 - logged, retried next round
             log.warning(
