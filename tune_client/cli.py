@@ -15,6 +15,7 @@ import sys
 
 from tune_client.cluster import HeadClient
 from tune_client.errors import TuneError
+from tune_client.trainable import format_resources
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,21 +33,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _format_resources(resources) -> str:
-    return ", ".join(
-        f"{v / 2**30:.1f} GiB {k}" if k == "memory" else f"{v:g} {k}"
-        for k, v in sorted(resources.items())
-    )
-
-
 def print_status(client: HeadClient) -> None:
     status = client.status()
     print(f"Workers ({len(status.workers)}):")
     for worker in status.workers:
         print(
             f"  {worker.worker_id} on {worker.hostname}: "
-            f"total {_format_resources(worker.total)}; "
-            f"free {_format_resources(worker.free)}; "
+            f"total {format_resources(worker.total)}; "
+            f"free {format_resources(worker.free)}; "
             f"{len(worker.trial_ids)} trials running"
         )
     print(f"Experiments ({len(status.experiments)}):")

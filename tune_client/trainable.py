@@ -101,8 +101,22 @@ def with_resources(
                 f"with_resources: {name}={amount!r} must be a number >= 0."
             )
         normalized[key] = float(amount)
+    gpus = normalized.get("gpu", 0.0)
+    if gpus > 1 and not gpus.is_integer():
+        raise TuneConfigError(
+            f"with_resources: gpu={gpus:g} cannot be met: a trial takes a share "
+            "of one GPU (below 1) or whole GPUs (1, 2, ...)."
+        )
     wrapped.resources = normalized
     return wrapped
+
+
+def format_resources(resources: Mapping[str, float]) -> str:
+    """``2 cpu, 1.5 GiB memory``: for logs, ``tune status`` and messages."""
+    return ", ".join(
+        f"{v / 2**30:.1f} GiB {k}" if k == "memory" else f"{v:g} {k}"
+        for k, v in sorted(resources.items())
+    )
 
 
 def trial_resources(trainable: WrappedTrainable) -> dict[str, float]:

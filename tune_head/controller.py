@@ -433,8 +433,9 @@ class ExperimentController:
             trial.status = TrialStatus.PENDING
             where = trial.latest_checkpoint
             log.info(
-                "trial %s failed (failure %d of at most %s); restarting from %s",
+                "trial %s failed: %s (failure %d of at most %s); restarting from %s",
                 trial.trial_name,
+                _last_line(error),
                 trial.num_failures,
                 "unlimited" if max_failures < 0 else max_failures,
                 where.dir_name if where else "the start",

@@ -25,6 +25,7 @@ import cloudpickle
 from proto.generated import tune_pb2
 from tune_client import storage as storage_paths
 from tune_client.experiment import ExperimentSpec
+from tune_client.trainable import format_resources
 from tune_head import experiment_storage as es
 from tune_head import messages, status
 from tune_head.controller import (
@@ -146,7 +147,7 @@ class Head:
                     "worker %s joined from %s with %s",
                     worker_id,
                     request.hostname,
-                    status.format_resources(handle.resources),
+                    format_resources(handle.resources),
                 )
             running = list(request.running_trial_ids)
             stale = self._stale_trials(worker_id, running)
@@ -166,11 +167,14 @@ class Head:
         """A worker we still know reconnected, perhaps restarted with new flags."""
         handle = self.workers[worker_id]
         handle.registered_again()
+        # Back after a restart: it takes trials again. One still shutting
+        # down says so by answering starts as interrupted.
+        self.placer.workers[worker_id].draining = False
         if resources != handle.resources:
             log.info(
                 "worker %s now has %s",
                 worker_id,
-                status.format_resources(resources),
+                format_resources(resources),
             )
             handle.resources = resources
             self.placer.workers[worker_id].total = dict(resources)

@@ -5,14 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from proto.generated import tune_pb2
+from tune_client.trainable import format_resources
 from tune_head.trial import TrialStatus
 
 if TYPE_CHECKING:
     from tune_head.head import Experiment, Head
-
-
-def format_resources(resources: dict[str, float]) -> str:
-    return ", ".join(f"{v:g} {k}" for k, v in sorted(resources.items()))
 
 
 def cluster_status(head: Head) -> tune_pb2.ClusterStatus:

@@ -401,3 +401,9 @@ def test_checkpoint_frequency_is_refused_for_function_trainables(storage):
                 checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=2)
             ),
         )
+
+
+@pytest.mark.parametrize("gpus", [1.5, 2.25])
+def test_a_gpu_request_no_device_can_meet_fails_at_once(gpus):
+    with pytest.raises(TuneConfigError, match="share of one GPU"):
+        tune.with_resources(boom_trainable, {"cpu": 1, "gpu": gpus})

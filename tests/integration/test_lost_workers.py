@@ -433,8 +433,8 @@ def test_head_log_tells_the_operator_what_happened(lost_twice):
     assert f"worker {first} lost: no heartbeat for" in log, log
     assert f"worker {second} lost: its stream closed for" in log, log
     assert re.search(
-        rf"trial \S*{trial_id} failed \(failure 1 of at most 1\); restarting from "
-        r"checkpoint_\d+",
+        rf"trial \S*{trial_id} failed: the worker {first} running it was lost "
+        r"\(failure 1 of at most 1\); restarting from checkpoint_\d+",
         log,
     ), log
     assert re.search(
@@ -443,11 +443,6 @@ def test_head_log_tells_the_operator_what_happened(lost_twice):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="the head's restart line says a trial failed but not why (its worker "
-    "was lost); the reason is only on the worker-lost line before it",
-    strict=True,
-)
 def test_head_log_says_why_a_trial_restarts(lost_twice):
     first, _ = lost_twice.workers
     restarts = [line for line in lost_twice.log.splitlines() if "restarting" in line]

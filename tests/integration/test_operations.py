@@ -121,11 +121,6 @@ def test_sigterm_on_a_worker_moves_its_trials_and_it_exits(daemons, connect, tmp
     assert len(resumed) == 1, "the SIGTERMed worker's trial did not resume"
 
 
-@pytest.mark.xfail(
-    reason="a worker that stopped on SIGTERM and registers again under the same "
-    "id within the heartbeat timeout stays marked draining: nothing is placed on it",
-    strict=True,
-)
 def test_a_worker_restarted_under_its_id_runs_trials_again(daemons, connect, tmp_path):
     # `systemctl restart tune-worker@1`: SIGTERM, then a new process, same id.
     daemons.start_head()
