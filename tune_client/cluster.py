@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 
@@ -72,8 +73,7 @@ def workers_can_import(module_name: str, module_file: str) -> bool:
     The embedded worker gets this process's import path when it starts, so it
     imports any module importable then; another cluster needs ``working_dir``.
     """
-    address = _init_args.get("address") or os.environ.get("TUNE_ADDRESS")
-    if address:
+    if _cluster_address():
         roots = [working_dir()] if _init_args.get("working_dir") else []
     elif _embedded is None:
         return True
@@ -86,6 +86,28 @@ def workers_can_import(module_name: str, module_file: str) -> bool:
         for root in roots
         for candidate in candidates
     )
+
+
+def _cluster_address() -> str:
+    """The head chosen with ``init`` or ``TUNE_ADDRESS``; "" for the embedded one."""
+    return _init_args.get("address") or os.environ.get("TUNE_ADDRESS") or ""
+
+
+def storage_path_for(requested: str | None, filesystem: Any = None) -> str:
+    """Where an experiment goes, known before any cluster is started.
+
+    As asked, else the embedded cluster's default folder; "" on a cluster the
+    client did not start, whose head then uses its own ``--storage``.
+    """
+    if requested:
+        return storage.resolve(requested, filesystem)
+    if filesystem is not None:
+        raise TuneConfigError(
+            "RunConfig(storage_filesystem=...) was given without storage_path. "
+            "Name the folder in that filesystem too, e.g. "
+            'RunConfig(storage_path="bucket/prefix", storage_filesystem=fs).'
+        )
+    return "" if _cluster_address() else default_storage_path()
 
 
 def shutdown() -> None:
@@ -105,7 +127,7 @@ def get_client() -> HeadClient:
     with _lock:
         if _client is not None:
             return _client
-        address = _init_args.get("address") or os.environ.get("TUNE_ADDRESS")
+        address = _cluster_address()
         token = _init_args.get("token") or os.environ.get("TUNE_TOKEN", "")
         if address:
             _client = HeadClient(address, token, embedded=None)
@@ -170,12 +192,6 @@ class HeadClient:
                     ) from None
             except grpc.RpcError as exc:
                 raise map_rpc_error(exc, f"connecting to {self.address}") from exc
-
-    def default_storage_path(self, requested: str | None) -> str:
-        """Where the experiment goes: as asked, else the head's own default."""
-        if requested:
-            return storage.normalize_local(requested)
-        return default_storage_path() if self.is_embedded else ""
 
     # ---- objects ----------------------------------------------------------
 

@@ -203,7 +203,14 @@ class ExperimentRun:
         before = self.trials.get(info.trial_id)
         old_status = before.status if before else None
         old_failures = before.num_failures if before else 0
+        old_storage_error = before.storage_error if before else ""
         trial = self._view(info)
+        if trial.storage_error and trial.storage_error != old_storage_error:
+            log.warning(
+                "trial %s: %s. The trial goes on; what it stored before is kept.",
+                trial.trial_name,
+                trial.storage_error,
+            )
         if trial.status == old_status:
             return
         if trial.status == "RUNNING":

@@ -9,6 +9,7 @@ and printing progress, until the experiment ends.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -80,7 +81,7 @@ class Tuner:
         self.trainable = _unwrap(trainable)
         self.param_space = dict(param_space or {})
         self.tune_config = tune_config or TuneConfig()
-        self.run_config = run_config or RunConfig()
+        self.run_config = _with_fsspec_filesystem(run_config or RunConfig())
         self._restore = _restore
         self._results: ResultGrid | None = None
         validate_param_space(self.param_space)
@@ -98,16 +99,22 @@ class Tuner:
         resume_errored: bool = False,
         restart_errored: bool = False,
         param_space: dict | None = None,
-        **_ignored: Any,
+        storage_filesystem: Any = None,
     ) -> Tuner:
         """Continue an experiment from its folder: finished trials stay finished,
-        unfinished ones resume from their latest checkpoint."""
-        path = storage.normalize_local(os.fspath(path))
-        spec = read_spec(path)
+        unfinished ones resume from their latest checkpoint.
+
+        ``storage_filesystem`` is the filesystem holding ``path``, when the
+        experiment was run with one: pass it again, as in Ray Tune.
+        """
+        filesystem = storage.as_fsspec(storage_filesystem)
+        path = storage.resolve(os.fspath(path), filesystem)
+        spec = read_spec(path, filesystem)
         run_config = spec.run_config
         run_config.callbacks = _restored_callbacks(spec)
         run_config.storage_path = os.path.dirname(path.rstrip("/"))
         run_config.name = os.path.basename(path.rstrip("/"))
+        run_config.storage_filesystem = filesystem
         return cls(
             trainable,
             param_space=param_space if param_space is not None else spec.param_space,
@@ -122,13 +129,14 @@ class Tuner:
         )
 
     @classmethod
-    def can_restore(cls, path: str) -> bool:
+    def can_restore(cls, path: str, storage_filesystem: Any = None) -> bool:
         """True when ``path`` holds an experiment that ``restore`` can continue."""
-        path = storage.normalize_local(os.fspath(path))
-        if storage.is_uri(path):
-            fs, fs_path = storage.get_filesystem(path)
-            return fs.exists(f"{fs_path.rstrip('/')}/{STATE_FILE}")
-        return os.path.isfile(os.path.join(path, STATE_FILE))
+        filesystem = storage.as_fsspec(storage_filesystem)
+        path = storage.resolve(os.fspath(path), filesystem)
+        if filesystem is None and not storage.is_uri(path):
+            return os.path.isfile(os.path.join(path, STATE_FILE))
+        fs, fs_path = storage.get_filesystem(path, filesystem)
+        return fs.exists(f"{fs_path.rstrip('/')}/{STATE_FILE}")
 
     # ---- running ------------------------------------------------------------
 
@@ -136,14 +144,14 @@ class Tuner:
         """Run the experiment to its end and return every trial's result."""
         reporter = self._reporter()
         spec, objects, trainable_bytes = self._prepare()
-        client = cluster.get_client()
-        storage_path = client.default_storage_path(self.run_config.storage_path)
         filesystem = self.run_config.storage_filesystem
-        if storage_path and (storage.is_uri(storage_path) or filesystem is not None):
+        storage_path = cluster.storage_path_for(
+            self.run_config.storage_path, filesystem
+        )
+        if storage_path:  # checked before a cluster is started or contacted
             storage.check_writable(storage_path, filesystem)
-        elif storage_path:
-            storage.check_writable(storage_path)
         spec.run_config.storage_path = storage_path
+        client = cluster.get_client()
         for ref_name, encoded in objects.items():
             client.put_object(encoded)
             encoded.discard()
@@ -166,10 +174,11 @@ class Tuner:
                 f"are in {ended.experiment_path}."
             )
         self._results = ResultGrid(
-            [result_from_info(info) for info in ended.trials],
+            [result_from_info(info, filesystem) for info in ended.trials],
             ended.experiment_path,
             default_metric=self.tune_config.metric,
             default_mode=self.tune_config.mode,
+            filesystem=filesystem,
         )
         return self._results
 
@@ -265,7 +274,10 @@ class Tuner:
             return self._results
         if self._restore:
             return result_grid_from_storage(
-                self._restore["path"], self.tune_config.metric, self.tune_config.mode
+                self._restore["path"],
+                self.tune_config.metric,
+                self.tune_config.mode,
+                filesystem=self.run_config.storage_filesystem,
             )
         raise ClusterError("no results yet: call Tuner.fit() first.")
 
@@ -360,6 +372,15 @@ def _store(objects: dict, value: Any, path: str) -> cluster.ObjectRef:
     """Put a large param_space value with the objects to upload; its reference."""
     objects[path] = object_codec.encode(value, path)
     return objects[path].ref()
+
+
+def _with_fsspec_filesystem(run_config: RunConfig) -> RunConfig:
+    """The run config with a pyarrow ``storage_filesystem`` wrapped for fsspec;
+    the caller's object is left as it was."""
+    filesystem = storage.as_fsspec(run_config.storage_filesystem)
+    if filesystem is run_config.storage_filesystem:
+        return run_config
+    return dataclasses.replace(run_config, storage_filesystem=filesystem)
 
 
 def _without_callbacks(run_config: RunConfig) -> RunConfig:

@@ -296,12 +296,30 @@ class ExperimentStorage:
         self.trial_logs.clear()
         self.sync(force=True)
 
+    def set_aside(self, relative: str, suffix: str) -> None:
+        """Rename a file of the experiment, here and (at the next push) in the
+        bucket, so a fresh one can start in its place."""
+        local = self._local(relative)
+        if not os.path.exists(local):
+            return
+        os.replace(local, f"{local}{suffix}")
+        self.dirty.discard(relative)
+        if self.remote is None:
+            return
+        self.dirty.add(f"{relative}{suffix}")
+        fs, root = self.remote
+        try:
+            fs.rm_file(f"{root.rstrip('/')}/{relative}")
+        except FileNotFoundError:
+            pass
+
     def download_for_restore(self) -> None:
         """Bring a bucket experiment's files, but not its checkpoints, to the mirror."""
         if self.remote is None:
             return
         fs, root = self.remote
         root = root.rstrip("/")
+        fs.invalidate_cache(root)  # a user's filesystem may cache listings
         for remote_file in fs.find(root):
             relative = remote_file[len(root) + 1 :]
             if "/checkpoint_" in f"/{relative}":
@@ -316,6 +334,7 @@ class ExperimentStorage:
             return find_whole_checkpoints(self._local(trial_dir_name))
         fs, root = self.remote
         folder = f"{root.rstrip('/')}/{trial_dir_name}"
+        fs.invalidate_cache(folder)  # workers wrote there, not this process
         try:
             entries = fs.ls(folder, detail=False)
         except FileNotFoundError:
@@ -350,44 +369,131 @@ def _is_checkpoint_name(name: str) -> bool:
 
 
 class DamagedExperimentError(Exception):
-    """A file of the experiment folder is missing or unreadable."""
+    """A file of the experiment folder is missing or unreadable.
+
+    The message names the file as it is stored (its bucket path for a bucket
+    experiment, not the head's mirror of it) and how to repair it.
+    """
 
 
-def read_state(experiment_path: str) -> dict:
+_RESTORE_FIX = (
+    "Tuner.restore needs it whole: put back a whole copy of the file, e.g. from "
+    "a backup of the experiment folder, and restore again."
+)
+_TRIAL_KEYS = ("trial_id", "trial_name", "dir_name", "status")
+_CHECKPOINT_KEYS = ("dir_name", "path", "training_iteration")
+_NUMBERS = ("runs", "num_failures", "next_checkpoint_index")
+
+
+def _damaged(shown: str, cause: str) -> DamagedExperimentError:
+    return DamagedExperimentError(f"{shown} is damaged: {cause}. {_RESTORE_FIX}")
+
+
+def read_state(experiment_path: str, shown_path: str = "") -> dict:
+    """experiment_state.json, with every key restore relies on checked.
+
+    ``shown_path`` is where the experiment is stored, for messages, when
+    ``experiment_path`` is a local mirror of it.
+    """
     path = os.path.join(experiment_path, STATE_FILE)
+    shown = storage.join(shown_path, STATE_FILE) if shown_path else path
     try:
         with open(path, "rb") as f:
             state = json.loads(f.read())
     except FileNotFoundError as exc:
         raise DamagedExperimentError(
-            f"{path} does not exist: the folder is not an experiment, or it was "
+            f"{shown} does not exist: the folder is not an experiment, or it was "
             "never started. Pass the folder that Tuner.fit() printed."
         ) from exc
     except (OSError, ValueError) as exc:
-        raise DamagedExperimentError(f"{path} is damaged: {exc}") from exc
+        raise _damaged(shown, str(exc)) from exc
+    if not isinstance(state, dict):
+        raise _damaged(shown, "it does not hold a JSON object")
     if state.get("version") != STATE_VERSION:
         raise DamagedExperimentError(
-            f"{path} has state version {state.get('version')!r}; this release reads "
+            f"{shown} has state version {state.get('version')!r}; this release reads "
             f"version {STATE_VERSION}."
         )
+    _check_state(state, shown)
     return state
 
 
-def read_searcher_state(experiment_path: str) -> dict | None:
-    try:
-        with open(os.path.join(experiment_path, SEARCHER_FILE), "rb") as f:
-            return pickle.load(f)
-    except FileNotFoundError:
-        return None
+def _check_state(state: dict, shown: str) -> None:
+    for key in ("experiment_id", "trials"):
+        if key not in state:
+            raise _damaged(shown, f"the key {key!r} is missing")
+    if not isinstance(state["trials"], list):
+        raise _damaged(shown, "'trials' is not a list")
+    for number, record in enumerate(state["trials"]):
+        problem = _trial_record_problem(record)
+        if problem:
+            raise _damaged(shown, f"trial record {number}: {problem}")
 
 
-def read_trial_params(trial_path: str) -> dict:
-    path = os.path.join(trial_path, "params.pkl")
+def _trial_record_problem(record: Any) -> str:
+    """What is wrong with one trial's record, or ""."""
+    if not isinstance(record, dict):
+        return "it is not a JSON object"
+    missing = [key for key in _TRIAL_KEYS if key not in record]
+    if missing:
+        return f"the key {missing[0]!r} is missing"
+    if record["status"] not in {s.value for s in TrialStatus}:
+        return f"status {record['status']!r} is not a trial status"
+    dir_name = record["dir_name"]
+    if not isinstance(dir_name, str) or not _is_plain_name(dir_name):
+        return f"dir_name {dir_name!r} is not a folder name inside the experiment"
+    for key in _NUMBERS:
+        if not isinstance(record.get(key, 0), int):
+            return f"{key} {record[key]!r} is not a whole number"
+    for checkpoint in record.get("checkpoints") or []:
+        if not isinstance(checkpoint, dict) or any(
+            key not in checkpoint for key in _CHECKPOINT_KEYS
+        ):
+            return f"a checkpoint record lacks one of {', '.join(_CHECKPOINT_KEYS)}"
+    return ""
+
+
+def _is_plain_name(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and "/" not in name
+
+
+def read_searcher_state(experiment_path: str, shown_path: str = "") -> dict | None:
+    """The saved searcher state; None when the experiment has none yet."""
+    path = os.path.join(experiment_path, SEARCHER_FILE)
     try:
         with open(path, "rb") as f:
             return pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
-        raise DamagedExperimentError(f"{path} cannot be read: {exc}") from exc
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - any unpickling error means damaged
+        shown = storage.join(shown_path, SEARCHER_FILE) if shown_path else path
+        raise DamagedExperimentError(
+            f"{shown} is damaged and cannot be read: {exc!r}. Put back a whole "
+            "copy of it, or delete it to restore without the searcher's state "
+            "(the searcher then starts afresh and may suggest configs already "
+            "tried)."
+        ) from exc
+
+
+def read_trial_params(trial_path: str, shown_path: str = "") -> dict:
+    """A trial's config from params.pkl, once params.json beside it is checked."""
+    shown = shown_path or trial_path
+    json_path = os.path.join(trial_path, "params.json")
+    try:
+        with open(json_path, "rb") as f:
+            json.loads(f.read())
+    except FileNotFoundError:
+        pass  # written for people; the config itself is in params.pkl
+    except (OSError, ValueError) as exc:
+        raise _damaged(storage.join(shown, "params.json"), str(exc)) from exc
+    try:
+        with open(os.path.join(trial_path, "params.pkl"), "rb") as f:
+            return pickle.load(f)
+    except Exception as exc:  # noqa: BLE001 - any unpickling error means damaged
+        raise DamagedExperimentError(
+            f"{storage.join(shown, 'params.pkl')} cannot be read: {exc!r}. "
+            f"{_RESTORE_FIX}"
+        ) from exc
 
 
 def read_result_lines(trial_path: str) -> list[dict]:

@@ -3,6 +3,10 @@
 The folder, not only the last state snapshot, is the truth: a checkpoint folder
 newer than experiment_state.json still counts, so a trial resumes from the last
 checkpoint it wrote even when the snapshot is older than that.
+
+Everything is read and checked before anything is changed: a damaged or
+missing file raises ``DamagedExperimentError`` naming it, and the folder is
+left exactly as it was.
 """
 
 from __future__ import annotations
@@ -13,6 +17,13 @@ import os
 from tune_client import storage as storage_paths
 from tune_head import experiment_storage as es
 from tune_head.trial import CheckpointRecord, Trial, TrialStatus
+
+SET_ASIDE_SUFFIX = ".before_restart"
+
+
+def read_experiment_state(storage: es.ExperimentStorage) -> dict:
+    """experiment_state.json, checked, with errors naming where it is stored."""
+    return es.read_state(storage.local_root, shown_path=storage.path)
 
 
 def load_trials(
@@ -26,35 +37,35 @@ def load_trials(
 ) -> list[Trial]:
     """The experiment's trials as its folder holds them.
 
+    Every trial and the searcher state are read and checked first; only then
+    are torn result lines cut and restarted trials' results set aside.
     ``keep_running`` is for a head restart: trials that were running stay
     running on their worker, which re-attaches them when it reconnects.
     """
-    trials = []
-    for record in state["trials"]:
-        trial = _load_trial(storage, record)
+    trials = [_load_trial(storage, record) for record in state["trials"]]
+    es.read_searcher_state(storage.local_root, shown_path=storage.path)
+    for trial in trials:
+        es.truncate_torn_line(os.path.join(storage.local_root, trial.dir_name))
         if keep_running and trial.status is TrialStatus.RUNNING and trial.worker_id:
-            trials.append(trial)
             continue
-        local_folder = os.path.join(storage.local_root, trial.dir_name)
         _choose_status(
-            trial, local_folder, resume_unfinished, resume_errored, restart_errored
+            storage, trial, resume_unfinished, resume_errored, restart_errored
         )
-        trials.append(trial)
     return trials
 
 
 def _load_trial(storage: es.ExperimentStorage, record: dict) -> Trial:
-    """A trial's record, read from the local copy of its folder."""
+    """A trial's record, read from the local copy of its folder; writes nothing."""
     local = os.path.join(storage.local_root, record["dir_name"])
     path = storage_paths.join(storage.path, record["dir_name"])
-    es.truncate_torn_line(local)
+    config = es.read_trial_params(local, shown_path=path)
     results = es.read_result_lines(local)
     trial = Trial(
         trial_id=record["trial_id"],
         trial_name=record["trial_name"],
         dir_name=record["dir_name"],
         path=path,
-        config=es.read_trial_params(local),
+        config=config,
         resources=record.get("resources") or {"cpu": 1.0},
         status=TrialStatus(record["status"]),
         worker_id=record.get("worker_id", ""),
@@ -108,17 +119,18 @@ def _checkpoints(
 
 
 def _choose_status(
+    storage: es.ExperimentStorage,
     trial: Trial,
-    local_folder: str,
     resume_unfinished: bool,
     resume_errored: bool,
     restart_errored: bool,
 ) -> None:
     if trial.status is TrialStatus.ERROR:
         if restart_errored:
-            _set_aside_results(local_folder)
+            _set_aside_results(storage, trial)
             trial.checkpoints = []
             trial.last_iteration = 0
+            trial.last_result, trial.last_result_json = {}, b""
             trial.status, trial.error = TrialStatus.PENDING, ""
         elif resume_errored:
             trial.status, trial.error = TrialStatus.PENDING, ""
@@ -128,9 +140,7 @@ def _choose_status(
         )
 
 
-def _set_aside_results(trial_path: str) -> None:
+def _set_aside_results(storage: es.ExperimentStorage, trial: Trial) -> None:
     """Keep a restarted trial's earlier results under another name."""
     for name in (es.RESULT_FILE, es.PROGRESS_FILE):
-        path = os.path.join(trial_path, name)
-        if os.path.exists(path):
-            os.replace(path, f"{path}.before_restart")
+        storage.set_aside(f"{trial.dir_name}/{name}", SET_ASIDE_SUFFIX)

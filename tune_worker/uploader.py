@@ -15,6 +15,7 @@ it wrote, so the head hears of the end only when all of it is in storage.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -113,10 +114,7 @@ class Uploader:
         if isinstance(item, CheckpointUpload):
             self._upload_checkpoint(item)
         elif isinstance(item, TrialFilesUpload):
-            self._with_retries(
-                f"the files of trial {item.trial_id}",
-                lambda: self._upload_trial_files(item),
-            )
+            self._upload_trial_files_or_report(item)
         else:
             ended = tune_pb2.TrialEnded(
                 trial_id=item.trial_id, outcome=item.outcome, error=item.error
@@ -145,6 +143,8 @@ class Uploader:
         return None
 
     def _upload_checkpoint(self, item: CheckpointUpload) -> None:
+        """Store a staged checkpoint; the staged copy is gone afterwards, stored
+        or not, so failed uploads do not fill the worker's disk."""
         what = f"{item.dir_name} of trial {item.trial_id}"
         try:
             path = self._with_retries(what, lambda: self._persist(item))
@@ -152,13 +152,10 @@ class Uploader:
             log.warning("%s", exc)
             return
         except Exception as exc:  # the trial goes on; the head shows the failure
-            failed = tune_pb2.CheckpointPersisted(
-                trial_id=item.trial_id,
-                dir_name=item.dir_name,
-                error=f"uploading {item.dir_name} failed: {exc}",
-            )
-            self._send(tune_pb2.WorkerMessage(checkpoint=failed))
+            self._report_failure(item.trial_id, item.dir_name, f"uploading {what}", exc)
             return
+        finally:
+            shutil.rmtree(item.staged_path, ignore_errors=True)
         iteration = json.loads(item.metrics_json).get("training_iteration", 0)
         persisted = tune_pb2.CheckpointPersisted(
             trial_id=item.trial_id,
@@ -168,6 +165,26 @@ class Uploader:
             metrics_json=item.metrics_json,
         )
         self._send(tune_pb2.WorkerMessage(checkpoint=persisted))
+
+    def _upload_trial_files_or_report(self, item: TrialFilesUpload) -> None:
+        what = f"the files of trial {item.trial_id}"
+        try:
+            self._with_retries(what, lambda: self._upload_trial_files(item))
+        except StaleRunError as exc:
+            log.warning("%s", exc)
+        except Exception as exc:  # the trial's end still follows in the queue
+            self._report_failure(item.trial_id, "", f"uploading {what}", exc)
+
+    def _report_failure(
+        self, trial_id: str, dir_name: str, what: str, exc: Exception
+    ) -> None:
+        """Tell the head, which shows it as the trial's ``storage_error``."""
+        failed = tune_pb2.CheckpointPersisted(
+            trial_id=trial_id,
+            dir_name=dir_name,
+            error=f"{what} failed after {len(RETRY_DELAYS_S) + 1} tries: {exc!r}",
+        )
+        self._send(tune_pb2.WorkerMessage(checkpoint=failed))
 
     def _persist(self, item: CheckpointUpload) -> str:
         target = item.target
@@ -237,17 +254,34 @@ def put_in_bucket(staged: str, trial_path: str, dir_name: str, filesystem) -> st
 
 
 def move_into_folder(staged: str, trial_path: str, dir_name: str) -> str:
-    """Put a staged checkpoint into a local folder whole, by renaming into place."""
+    """Put a staged checkpoint into a local folder whole, by renaming into place.
+
+    Across filesystems it is copied beside the target first. The staged copy
+    stays until the checkpoint is in place, so a failed try can be retried.
+    """
     target = os.path.join(trial_path, dir_name)
     os.makedirs(trial_path, exist_ok=True)
-    partial = f"{target}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
+    _remove_tree(target)  # left by an earlier run of the trial
     try:
-        os.rename(staged, partial)
-    except OSError:
+        os.rename(staged, target)
+        return target
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    partial = f"{target}.partial"
+    _remove_tree(partial)
+    try:
         shutil.copytree(staged, partial)
-        shutil.rmtree(staged, ignore_errors=True)
-    if os.path.exists(target):
-        shutil.rmtree(target)
-    os.rename(partial, target)
+        os.rename(partial, target)
+    except OSError:
+        _remove_tree(partial)  # e.g. the disk is full: free what was copied
+        raise
+    shutil.rmtree(staged, ignore_errors=True)
     return target
+
+
+def _remove_tree(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
