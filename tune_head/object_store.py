@@ -22,9 +22,10 @@ drops mapped pages on this advice.
 Release: when an experiment ends its refs file is removed and every object no
 other refs file lists is deleted, unless a client announced it in the last
 ``PENDING_GRACE_S`` (it found the object present and is about to submit an
-experiment that uses it). At start-up, objects no refs file lists and older
-than that grace are deleted: they belong to experiments that ended while the
-head was down, or to uploads whose submit never came. The head sweeps the
+experiment that uses it) and has not submitted that experiment yet. At
+start-up, objects no refs file lists and older than that grace are deleted:
+they belong to experiments that ended while the head was down, or to uploads
+whose submit never came. The head sweeps the
 same way while it runs (``collect_orphans``), so uploads whose submit failed
 do not pile up until its next restart.
 """
@@ -188,14 +189,22 @@ class ObjectStore:
                 pass
 
     def set_refs(self, owner: str, object_ids: Iterable[str]) -> None:
-        """Record durably that ``owner`` (an experiment id) needs these objects."""
+        """Record durably that ``owner`` (an experiment id) needs these objects.
+
+        The refs file protects them from now on, so the announcements that
+        kept them for this submit end: once ``owner`` ends, they are released.
+        """
+        object_ids = sorted(set(object_ids))
         path = os.path.join(self._refs_dir, owner)
         tmp = f"{path}.tmp.{os.getpid()}"
         with open(tmp, "w") as f:
-            json.dump(sorted(set(object_ids)), f)
+            json.dump(object_ids, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        with self._lock:
+            for object_id in object_ids:
+                self._pending.pop(object_id, None)
 
     def drop_refs(self, owner: str) -> list[str]:
         """``owner`` needs nothing more; delete what nobody else refers to."""
