@@ -33,6 +33,15 @@ GRPC_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 
+# A server answers the keepalive pings above without counting them as abuse:
+# gRPC's default expects at most one ping in five minutes on an idle
+# connection and otherwise closes it with "too_many_pings", which cut event
+# streams and failed calls in flight.
+SERVER_GRPC_OPTIONS = [
+    *GRPC_OPTIONS,
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+]
+
 
 def token_metadata(token: str) -> tuple[tuple[str, str], ...]:
     return ((TOKEN_HEADER, f"Bearer {token}"),) if token else ()

@@ -14,7 +14,7 @@ import psutil
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from proto.generated import tune_pb2_grpc
-from tune_client.auth import GRPC_OPTIONS, TokenInterceptor, add_port
+from tune_client.auth import SERVER_GRPC_OPTIONS, TokenInterceptor, add_port
 from tune_client.config import default_storage_path
 from tune_client.daemon import (
     EnvDefaultsParser,
@@ -181,7 +181,7 @@ def serve(config: HeadConfig) -> None:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="head-rpc"),
         interceptors=[TokenInterceptor(config.token)],
-        options=GRPC_OPTIONS,
+        options=SERVER_GRPC_OPTIONS,
         maximum_concurrent_rpcs=None,
     )
     tune_pb2_grpc.add_HeadServicer_to_server(HeadService(head), server)
