@@ -132,10 +132,24 @@ def get_client() -> HeadClient:
         if address:
             _client = HeadClient(address, token, embedded=None)
         else:
-            _embedded = EmbeddedCluster(default_storage_path()).start()
+            _embedded = _running_embedded_cluster()
             _client = HeadClient(_embedded.address, _embedded.token, _embedded)
         _client.wait_ready()
         return _client
+
+
+def _running_embedded_cluster() -> EmbeddedCluster:
+    """This process's embedded cluster, started on first use.
+
+    ``init`` only disconnects: switching to another cluster and back reuses
+    the embedded one instead of starting a second beside it. The caller holds
+    ``_lock``.
+    """
+    if _embedded is not None and _embedded.is_alive():
+        return _embedded
+    if _embedded is not None:
+        _embedded.stop()
+    return EmbeddedCluster(default_storage_path()).start()
 
 
 def map_rpc_error(exc: grpc.RpcError, doing: str) -> TuneError:

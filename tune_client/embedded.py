@@ -102,6 +102,11 @@ class EmbeddedCluster:
             start_new_session=True,
         )
 
+    def is_alive(self) -> bool:
+        return bool(self.processes) and all(
+            process.poll() is None for process in self.processes.values()
+        )
+
     def check_alive(self) -> None:
         """Raise with the daemon's log tail if one of them has exited."""
         for name, process in self.processes.items():

@@ -77,6 +77,47 @@ def test_fit_against_a_started_cluster(daemons, tmp_path, monkeypatch):
     assert sorted(r.metrics["score"] for r in results) == [2, 4, 6]
 
 
+def _embedded_daemon_pids() -> set[int]:
+    import os
+
+    import psutil
+
+    return {child.pid for child in psutil.Process(os.getpid()).children()}
+
+
+def doubled(config):
+    import tune_client as tune
+
+    tune.report({"score": config["x"] * 2})
+
+
+def test_switching_to_a_cluster_and_back_reuses_the_embedded_one(
+    daemons, storage, tmp_path
+):
+    """A notebook that fits locally, then on a cluster, then locally again,
+    runs one embedded cluster, not one per switch."""
+    import tune_client as tune
+
+    def fit_once() -> int:
+        results = tune.Tuner(
+            doubled,
+            param_space={"x": 3},
+            run_config=tune.RunConfig(storage_path=str(tmp_path / "out"), verbose=0),
+        ).fit()
+        return results[0].metrics["score"]
+
+    tune.init(None)
+    assert fit_once() == 6
+    embedded = _embedded_daemon_pids()
+    daemons.start_head()
+    daemons.start_worker(cpus=1)
+    tune.init(daemons.address, token=daemons.token)
+    assert fit_once() == 6
+    tune.init(None)
+    assert fit_once() == 6
+    assert _embedded_daemon_pids() - set(p.pid for p in daemons.processes) == embedded
+
+
 def test_daemon_exits_on_sigterm(daemons):
     daemons.start_head()
     worker = daemons.start_worker()
