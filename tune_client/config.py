@@ -91,7 +91,29 @@ class FailureConfig:
     """How often a failing trial is retried, and whether one failure ends all."""
 
     max_failures: int = 0
+    # True ends the experiment at the first trial error; "raise" also makes
+    # fit() raise that error instead of returning the results.
     fail_fast: bool | str = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fail_fast, str) and self.fail_fast.lower() == "raise":
+            self.fail_fast = "raise"
+        elif not isinstance(self.fail_fast, bool):
+            raise TuneConfigError(
+                f"FailureConfig: fail_fast={self.fail_fast!r} is neither True, "
+                'False nor "raise".'
+            )
+        if not isinstance(self.max_failures, int) or self.max_failures < -1:
+            raise TuneConfigError(
+                f"FailureConfig: max_failures={self.max_failures!r} must be a whole "
+                "number: 0 for no retries, N for N retries, -1 to retry forever."
+            )
+        if self.fail_fast and self.max_failures != 0:
+            raise TuneConfigError(
+                f"FailureConfig: fail_fast={self.fail_fast!r} ends the experiment "
+                f"at the first failure, so max_failures={self.max_failures} retries "
+                "would never happen. Set one of them, not both."
+            )
 
 
 @dataclass

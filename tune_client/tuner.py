@@ -180,6 +180,8 @@ class Tuner:
             default_mode=self.tune_config.mode,
             filesystem=filesystem,
         )
+        if self.run_config.failure_config.fail_fast == "raise" and self._results.errors:
+            raise self._results.errors[0]
         return self._results
 
     def _follow(self, client, run: ExperimentRun, reply) -> tune_pb2.ExperimentEnded:
