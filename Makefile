@@ -6,7 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint proto bench clean
 
+# Bytecode is compiled here because an editable install does not, and
+# PYTHONDONTWRITEBYTECODE may stop Python from caching it: every daemon and
+# trial would otherwise compile the project's sources again at start-up.
 install: $(STAMP)
+	@$(PY) -m compileall -q tune_client tune_head tune_worker proto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

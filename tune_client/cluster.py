@@ -133,6 +133,7 @@ def get_client() -> HeadClient:
             _client = HeadClient(address, token, embedded=None)
         else:
             _embedded = _running_embedded_cluster()
+            _embedded.wait_bound()
             _client = HeadClient(_embedded.address, _embedded.token, _embedded)
         _client.wait_ready()
         return _client

@@ -12,7 +12,6 @@ import logging
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,12 +21,6 @@ from tune_client.errors import ClusterError
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class EmbeddedCluster:
@@ -43,13 +36,14 @@ class EmbeddedCluster:
         ]
 
     def start(self) -> EmbeddedCluster:
-        port = _free_port()
-        self.address = f"127.0.0.1:{port}"
+        """Start both daemons; the head's address is known once it is bound
+        (``wait_bound``). The worker starts first: its trial template's
+        imports are the longest step before the first trial can run."""
         env = self._daemon_env()
         common = ["--parent-pid", str(os.getpid()), "--log-level", "INFO"]
         worker_args = [
-            "--head",
-            self.address,
+            "--head-port-file",
+            self._port_file,
             "--work-dir",
             os.path.join(self.session_dir, "worker"),
             "--worker-id",
@@ -69,7 +63,9 @@ class EmbeddedCluster:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(port),
+                "0",
+                "--port-file",
+                self._port_file,
                 "--storage",
                 self.storage_path,
                 "--object-dir",
@@ -84,6 +80,27 @@ class EmbeddedCluster:
         )
         atexit.register(self.stop)
         return self
+
+    @property
+    def _port_file(self) -> str:
+        return os.path.join(self.session_dir, "head.port")
+
+    def wait_bound(self, timeout: float = START_TIMEOUT_S) -> str:
+        """The head's address, once it listens: polling its port file costs
+        microseconds, where gRPC's reconnect backoff would cost tenths of a
+        second."""
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(self._port_file):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"the embedded tune-head did not start within {timeout:.0f} s."
+                    f" Its log:\n{self.log_tail('head')}"
+                )
+            time.sleep(0.005)
+        with open(self._port_file) as f:
+            self.address = f"127.0.0.1:{f.read().strip()}"
+        return self.address
 
     def _daemon_env(self) -> dict[str, str]:
         env = dict(os.environ)

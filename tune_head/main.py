@@ -24,7 +24,6 @@ from tune_client.daemon import (
 )
 from tune_client.storage import is_uri, normalize_local
 from tune_head.head import Head
-from tune_head.metrics import HeadMetrics
 from tune_head.service import HeadService
 
 log = logging.getLogger("tune_head")
@@ -174,6 +173,8 @@ def serve(config: HeadConfig) -> None:
     )
     head.reload_experiments()
     if config.metrics_port is not None:
+        from tune_head.metrics import HeadMetrics  # prometheus only when asked
+
         metrics = HeadMetrics(head)
         head.results_counter = metrics.results
         bound = metrics.serve(config.host, config.metrics_port)
@@ -210,7 +211,7 @@ def serve(config: HeadConfig) -> None:
         log.info("tune-head shutting down: %s", reason)
         health_servicer.enter_graceful_shutdown()
         head.close()
-        server.stop(config.grace_period_s)
+        server.stop(config.grace_period_s).wait()  # calls in flight finish first
         stopped.set()
 
     on_termination(shutdown)

@@ -65,6 +65,9 @@ class WorkerConfig:
     tls: TlsFiles = TlsFiles()
     object_cache_dir: str = ""  # empty: /dev/shm, else <work_dir>/objects
     object_cache_memory: int | None = None
+    # The embedded cluster's head binds a port of the OS's choosing and writes
+    # it here; ``head`` is then read from this file once it appears.
+    head_port_file: str = ""
 
 
 class WorkerAgent:
@@ -98,6 +101,8 @@ class WorkerAgent:
         """Serve until ``stop``; reconnect with backoff whenever the head goes away."""
         self.processes.warm_up()
         threading.Thread(target=self._pump, name="result-pump", daemon=True).start()
+        if self.config.head_port_file:
+            self._read_head_port()
         delay = 0.05
         while not self._stopping.is_set():
             started = time.monotonic()
@@ -144,6 +149,15 @@ class WorkerAgent:
             self._stopping.set()
             if self._stream_queue is not None:
                 self._stream_queue.put(None)
+
+    def _read_head_port(self) -> None:
+        """Wait for the head to write its port, then take it as the address."""
+        path = self.config.head_port_file
+        while not os.path.exists(path):
+            if self._stopping.wait(0.005):
+                return
+        with open(path) as f:
+            self.config.head = f"127.0.0.1:{f.read().strip()}"
 
     @property
     def stopped(self) -> bool:

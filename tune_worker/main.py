@@ -29,9 +29,8 @@ def parse_config(
     argv: list[str] | None = None,
 ) -> tuple[WorkerConfig, argparse.Namespace]:
     parser = EnvDefaultsParser("TUNE_WORKER", prog="tune-worker", description=__doc__)
-    parser.add_flag(
-        "--head", env=("TUNE_ADDRESS",), required=True, help="the head's HOST:PORT"
-    )
+    parser.add_flag("--head", env=("TUNE_ADDRESS",), help="the head's HOST:PORT")
+    parser.add_flag("--head-port-file", default="", help=argparse.SUPPRESS)
     parser.add_flag("--token", env=("TUNE_TOKEN",), default="", help="cluster token")
     parser.add_flag(
         "--tls-ca",
@@ -82,14 +81,17 @@ def parse_config(
     )
     parser.add_flag("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if not args.head and not args.head_port_file:
+        parser.error("--head HOST:PORT (or TUNE_ADDRESS) is required")
     config = WorkerConfig(
-        head=args.head,
+        head=args.head or "",
+        head_port_file=args.head_port_file,
         token=args.token,
         resources=_resources(parser, args),
         work_dir=args.work_dir
         or os.path.join(tempfile.gettempdir(), f"tune_worker_{os.getpid()}"),
         worker_id=args.worker_id or f"{socket.gethostname()}-{secrets.token_hex(3)}",
-        node_ip=args.node_ip or _node_ip_towards(args.head),
+        node_ip=args.node_ip or _node_ip_towards(args.head or "127.0.0.1"),
         tls=TlsFiles(args.tls_ca, args.tls_cert, args.tls_key),
         object_cache_dir=args.object_cache_dir,
         object_cache_memory=args.object_cache_memory
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         "tune-worker %s starting with %s, head %s",
         config.worker_id,
         config.resources,
-        config.head,
+        config.head or "on this machine",
     )
     agent.run()
     if health is not None:

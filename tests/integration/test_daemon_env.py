@@ -84,3 +84,15 @@ def test_head_and_worker_take_their_flags_from_the_environment(daemons, tmp_path
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     metrics = urllib.request.urlopen(url, timeout=5).read().decode()
     assert "tune_workers 1.0" in metrics
+
+
+def test_a_worker_without_a_head_address_says_how_to_give_one(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "tune_worker", "--work-dir", str(tmp_path)],
+        env=daemon_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--head HOST:PORT (or TUNE_ADDRESS) is required" in done.stderr
