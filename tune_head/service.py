@@ -15,6 +15,7 @@ import threading
 import grpc
 
 from proto.generated import tune_pb2, tune_pb2_grpc
+from proto.object_stream import object_chunks
 from tune_head import experiment_storage as es
 from tune_head import file_transfer
 from tune_head.head import ExperimentExistsError, Head, UnknownExperimentError
@@ -114,15 +115,9 @@ class HeadService(tune_pb2_grpc.HeadServicer):
             context.abort(
                 grpc.StatusCode.NOT_FOUND, f"no object {request.object_id[:12]}"
             )
-        first = True
-        for chunk in objects.read_chunks(request.object_id):
-            if first:
-                yield tune_pb2.ObjectChunk(
-                    object_id=request.object_id, total_size=size, data=chunk
-                )
-                first = False
-            else:
-                yield tune_pb2.ObjectChunk(data=chunk)
+        yield from object_chunks(
+            request.object_id, size, objects.read_chunks(request.object_id)
+        )
 
     def SubmitExperiment(self, request, context):
         try:

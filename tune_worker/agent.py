@@ -19,12 +19,14 @@ import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import cloudpickle
 import grpc
 
 from proto.generated import tune_pb2, tune_pb2_grpc
+from proto.object_stream import raw_get_object
 from tune_client import storage
 from tune_client.auth import TlsFiles, open_channel, token_metadata
 from tune_client.file_transfer import file_chunks, write_chunks
@@ -94,6 +96,7 @@ class WorkerAgent:
         self._next_sequence = 1
         self._send_lock = threading.Lock()
         self._stub: tune_pb2_grpc.HeadStub | None = None
+        self._get_object_raw: Callable[..., Iterator[bytes]] | None = None
 
     # ---- life cycle -------------------------------------------------------
 
@@ -169,6 +172,7 @@ class WorkerAgent:
         channel = open_channel(self.config.head, self.config.tls)
         try:
             self._stub = tune_pb2_grpc.HeadStub(channel)
+            self._get_object_raw = raw_get_object(channel)
             reply = self._register()
             same_machine = reply.head_hostname == socket.gethostname()
             self.objects.use_head_directory(reply.object_dir if same_machine else "")
@@ -273,8 +277,8 @@ class WorkerAgent:
         write_chunks(chunks, local)
         return local
 
-    def _fetch_object(self, object_id: str):
-        return self._stub.GetObject(
+    def _fetch_object(self, object_id: str) -> Iterator[bytes]:
+        return self._get_object_raw(
             tune_pb2.GetObjectRequest(object_id=object_id), metadata=self.metadata
         )
 

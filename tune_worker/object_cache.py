@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from proto.generated import tune_pb2
+from proto.object_stream import read_object_stream
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class ObjectCache:
     def __init__(
         self,
         directory: str,
-        fetch: Callable[[str], Iterator[tune_pb2.ObjectChunk]],
+        fetch: Callable[[str], Iterator[bytes]],
         budget_bytes: int | None = None,
         fallback_dir: str | None = None,
     ) -> None:
@@ -134,16 +134,17 @@ class ObjectCache:
         return fd
 
     def _pull(self, object_id: str) -> str:
-        chunks = iter(self._fetch(object_id))
-        first = next(chunks)
-        size = first.total_size or len(first.data)
+        try:
+            size, data = read_object_stream(self._fetch(object_id))
+        except ValueError as exc:
+            raise ObjectPullError(f"pulling object {object_id[:12]}: {exc}") from exc
         self._make_room(size)
         folder = self._folder_for(size)
         path = os.path.join(folder, object_id)
         tmp = f"{path}.part.{os.getpid()}.{threading.get_ident()}"
         started = time.monotonic()
         try:
-            self._write_whole(object_id, tmp, size, first, chunks)
+            self._write_whole(object_id, tmp, size, data)
             os.replace(tmp, path)
         except BaseException:
             _remove(tmp)
@@ -158,7 +159,7 @@ class ObjectCache:
         )
         return path
 
-    def _write_whole(self, object_id, tmp, size, first, chunks) -> None:
+    def _write_whole(self, object_id: str, tmp: str, size: int, data: Iterator) -> None:
         """Write the stream to ``tmp``; fail unless exactly ``size`` bytes came.
 
         The head checked the hash when the object was uploaded, and the
@@ -167,9 +168,9 @@ class ObjectCache:
         """
         written = 0
         with open(tmp, "wb", buffering=0) as f:
-            for data in _prefetched(_chain(first, chunks)):
-                f.write(data)
-                written += len(data)
+            for buffer in _prefetched(data):
+                f.write(buffer)
+                written += len(buffer)
         if written != size:
             raise ObjectPullError(
                 f"object {object_id[:12]} arrived cut short ({written} of {size} "
@@ -302,11 +303,6 @@ class ObjectCache:
                     _remove(entry.path)
 
 
-def _chain(first, rest):
-    yield first
-    yield from rest
-
-
 def _check_id(object_id: str) -> None:
     if len(object_id) != 64 or not all(c in "0123456789abcdef" for c in object_id):
         raise KeyError(f"{object_id!r} is not an object id")
@@ -356,8 +352,8 @@ def _remove(path: str) -> None:
         pass
 
 
-def _prefetched(chunks, depth: int = 8):
-    """The chunks' data, received on another thread while this one writes.
+def _prefetched(buffers: Iterator, depth: int = 8) -> Iterator:
+    """The buffers, received on another thread while this one writes them.
 
     Receiving and writing each take about as long as the other; overlapping
     them nearly doubles the pull rate.
@@ -367,8 +363,8 @@ def _prefetched(chunks, depth: int = 8):
 
     def receive() -> None:
         try:
-            for chunk in chunks:
-                handoff.put(chunk.data)
+            for buffer in buffers:
+                handoff.put(buffer)
             handoff.put(done)
         except BaseException as exc:  # noqa: BLE001 - re-raised by the writer
             handoff.put(exc)

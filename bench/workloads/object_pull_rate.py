@@ -21,7 +21,8 @@ import time
 import grpc
 import numpy as np
 
-from proto.generated import tune_pb2, tune_pb2_grpc
+from proto.generated import tune_pb2
+from proto.object_stream import raw_get_object, read_object_stream
 from tune_client import object_codec
 from tune_client.auth import GRPC_OPTIONS, token_metadata
 from tune_client.cluster import HeadClient
@@ -72,14 +73,15 @@ def main() -> None:
         try:
             client = HeadClient(address, token, embedded=None)
             client.wait_ready()
-            data = np.random.default_rng(0).bytes(SIZE)
-            encoded = object_codec.encode_bytes(data)
+            encoded = object_codec.encode_bytes(np.random.default_rng(0).bytes(SIZE))
             started = time.perf_counter()
             client.put_object(encoded)
             rate(
                 "upload (client -> head)", "upload_gb_s", time.perf_counter() - started
             )
-            measure_pulls(address, token, encoded.object_id, folder)
+            object_id = encoded.object_id
+            del encoded  # the pulls below get the memory a worker would have
+            measure_pulls(address, token, object_id, folder)
         finally:
             head.terminate()
             head.wait()
@@ -87,15 +89,16 @@ def main() -> None:
 
 def measure_pulls(address: str, token: str, object_id: str, folder: str) -> None:
     channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
-    stub = tune_pb2_grpc.HeadStub(channel)
+    get_object = raw_get_object(channel)
 
     def fetch(oid: str):
         request = tune_pb2.GetObjectRequest(object_id=oid)
-        return stub.GetObject(request, metadata=token_metadata(token))
+        return get_object(request, metadata=token_metadata(token))
 
     started = time.perf_counter()
-    received = sum(len(chunk.data) for chunk in fetch(object_id))
-    assert received == SIZE
+    size, data = read_object_stream(fetch(object_id))
+    received = sum(len(buffer) for buffer in data)
+    assert received == size == SIZE
     rate("pull, gRPC stream only", "stream_gb_s", time.perf_counter() - started)
 
     shm = tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from proto.generated import tune_pb2
+from proto.object_stream import object_chunks
 from tune_head.object_store import ObjectStore
 from tune_worker.object_cache import ObjectCache, ObjectPullError
 
@@ -33,16 +33,10 @@ class FakeHead:
         with self._lock:
             self.pulls.append(object_id)
         size = self.store.size_of(object_id)
-        first = True
-        for chunk in self.store.read_chunks(object_id, 256 * 1024):
+        data = self.store.read_chunks(object_id, 256 * 1024)
+        for message in object_chunks(object_id, size, data):
             time.sleep(self.delay_s)  # a slow link widens any race
-            if first:
-                first = False
-                yield tune_pb2.ObjectChunk(
-                    object_id=object_id, total_size=size, data=chunk
-                )
-            else:
-                yield tune_pb2.ObjectChunk(data=chunk)
+            yield message.SerializeToString()
 
 
 @pytest.fixture
@@ -159,7 +153,8 @@ def test_a_cut_stream_leaves_no_object_behind(tmp_path, head):
 
     def cut_fetch(oid):
         stream = head.fetch(oid)
-        yield next(stream)  # announces 2 MiB, sends 256 KiB
+        yield next(stream)  # announces 2 MiB
+        yield next(stream)  # sends 256 KiB of them
 
     cache = ObjectCache(str(tmp_path / "cache"), cut_fetch)
     with pytest.raises(ObjectPullError, match="cut short"):
