@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import uuid
 from typing import Any
 
 from tune_client.errors import StorageError, TuneConfigError
@@ -121,7 +122,7 @@ def check_writable(path: str, filesystem: Any = None) -> None:
         _check_local_writable(path)
         return
     fs, root = get_filesystem(path, filesystem)
-    probe = posixpath.join(root, f".write_probe_{os.getpid()}")
+    probe = posixpath.join(root, _probe_name())
     try:
         if not _has_buckets(fs):
             fs.makedirs(root, exist_ok=True)
@@ -138,7 +139,7 @@ def check_writable(path: str, filesystem: Any = None) -> None:
 def _check_local_writable(path: str) -> None:
     try:
         os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".write_probe_{os.getpid()}")
+        probe = os.path.join(path, _probe_name())
         with open(probe, "w") as f:
             f.write("ok")
         os.remove(probe)
@@ -147,6 +148,12 @@ def _check_local_writable(path: str) -> None:
             f"storage path {path!r} is not writable: {exc.strerror}. Choose a "
             "folder you can write with RunConfig(storage_path=...)."
         ) from exc
+
+
+def _probe_name() -> str:
+    """A name no other check shares, even one from another thread of this
+    process submitting to the same folder at the same moment."""
+    return f".write_probe_{uuid.uuid4().hex}"
 
 
 def _has_buckets(fs: Any) -> bool:

@@ -40,14 +40,14 @@ def slow_steps(config):
 
 
 def _fit_in_thread(
-    run_config: tune.RunConfig, **kwargs
+    run_config: tune.RunConfig, trainable=slow_steps, **kwargs
 ) -> tuple[threading.Thread, dict]:
     outcome: dict = {}
 
     def run() -> None:
         try:
             outcome["results"] = tune.Tuner(
-                slow_steps, run_config=run_config, **kwargs
+                trainable, run_config=run_config, **kwargs
             ).fit()
         except Exception as exc:  # noqa: BLE001 - asserted by the caller
             outcome["error"] = exc
@@ -156,20 +156,17 @@ def test_metrics_pending_reason_and_stop(daemons, connect, tmp_path):
         tune.RunConfig(storage_path=str(tmp_path / "out"), name="big", verbose=0),
         param_space={"steps": 2},
     )
-    # A second experiment whose trials cannot fit shows why it waits.
+    # A second experiment whose trials cannot fit shows why it waits. It is
+    # submitted while the first one starts, to the same storage path.
     big = tune.with_resources(slow_steps, {"cpu": 4})
-    waiting_thread = threading.Thread(
-        target=lambda: tune.Tuner(
-            big,
-            param_space={"steps": 1},
-            run_config=tune.RunConfig(
-                storage_path=str(tmp_path / "out"), name="waits", verbose=0
-            ),
-        ).fit(),
-        daemon=True,
+    waiting_thread, waiting_outcome = _fit_in_thread(
+        tune.RunConfig(storage_path=str(tmp_path / "out"), name="waits", verbose=0),
+        trainable=big,
+        param_space={"steps": 1},
     )
-    waiting_thread.start()
     thread.join(timeout=30)
+    assert "error" not in outcome, outcome.get("error")
+    assert "error" not in waiting_outcome, waiting_outcome.get("error")
     shown = wait_for(
         lambda: "big enough" in (out := tune_cli(daemons, "status").stdout) and out,
         20,

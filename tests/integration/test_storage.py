@@ -174,6 +174,36 @@ def test_unreachable_storage_fails_before_any_trial(storage):
         ).fit()
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_experiments_submitted_together_to_one_folder_both_pass_the_check(
+    where, tmp_path, request
+):
+    """Two notebook threads submitting to the same storage path at once must
+    not trip over each other's write probe."""
+    from tune_client import storage as storage_checks
+
+    if where == "s3":
+        request.getfixturevalue("s3")
+        path = f"s3://{BUCKET}/together"
+    else:
+        path = str(tmp_path / "together")
+    errors: list[Exception] = []
+
+    def check_many_times() -> None:
+        for _ in range(30 if where == "s3" else 300):
+            try:
+                storage_checks.check_writable(path)
+            except StorageError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=check_many_times) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 1 MiB filesystem (tmpfs) to store into, so that an upload runs out of
