@@ -104,6 +104,7 @@ class Head:
         self.worker_storage = worker_storage
         self.hostname = socket.gethostname()
         self.objects = ObjectStore(object_dir, object_store_memory)
+        self.object_port = 0  # set when tune-head serves objects on their own port
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.lock = threading.RLock()
@@ -159,6 +160,7 @@ class Head:
             stale_trial_ids=stale,
             head_hostname=socket.gethostname(),
             object_dir=os.path.abspath(self.objects.directory),
+            object_port=self.object_port,
         )
 
     def _worker_registered_again(

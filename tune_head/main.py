@@ -24,6 +24,7 @@ from tune_client.daemon import (
 )
 from tune_client.storage import is_uri, normalize_local
 from tune_head.head import Head
+from tune_head.object_port import ObjectPortServer
 from tune_head.service import HeadService
 
 log = logging.getLogger("tune_head")
@@ -47,6 +48,7 @@ class HeadConfig:
     mirror_dir: str = ""
     state_dir: str = ""
     metrics_port: int | None = None
+    object_port: int | None = None
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
@@ -106,6 +108,13 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
         help="serve Prometheus metrics at http://HOST:PORT/metrics (off if unset)",
     )
     parser.add_flag(
+        "--object-port",
+        type=int,
+        default=None,
+        help="send objects to workers over this plain TCP port (0 picks a free "
+        "one), faster than gRPC; off if unset, and not allowed with TLS",
+    )
+    parser.add_flag(
         "--state-dir",
         default="",
         help="where the head lists its live experiments, to reload them after a "
@@ -117,6 +126,11 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
         help="where results for bucket storage are kept before each upload",
     )
     args = parser.parse_args(argv)
+    if args.object_port is not None and args.tls_cert:
+        parser.error(
+            "--object-port sends objects unencrypted, so it cannot be used with "
+            "--tls-cert: drop --object-port and objects go over TLS gRPC"
+        )
     if not args.token:
         parser.error(
             "a cluster token is required: pass --token or set TUNE_TOKEN (make one "
@@ -144,6 +158,7 @@ def parse_config(argv: list[str] | None = None) -> HeadConfig:
         mirror_dir=args.mirror_dir,
         state_dir=state_dir,
         metrics_port=args.metrics_port,
+        object_port=args.object_port,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_ca=args.tls_ca,
@@ -179,6 +194,7 @@ def serve(config: HeadConfig) -> None:
         head.results_counter = metrics.results
         bound = metrics.serve(config.host, config.metrics_port)
         log.info("Prometheus metrics at http://%s:%d/metrics", config.host, bound)
+    object_server = _serve_objects(head, config)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="head-rpc"),
         interceptors=[TokenInterceptor(config.token)],
@@ -210,6 +226,8 @@ def serve(config: HeadConfig) -> None:
             return
         log.info("tune-head shutting down: %s", reason)
         health_servicer.enter_graceful_shutdown()
+        if object_server is not None:
+            object_server.close()
         head.close()
         server.stop(config.grace_period_s).wait()  # calls in flight finish first
         stopped.set()
@@ -219,6 +237,19 @@ def serve(config: HeadConfig) -> None:
     while not stopped.wait(0.5):
         pass
     log.info("tune-head stopped")
+
+
+def _serve_objects(head: Head, config: HeadConfig) -> ObjectPortServer | None:
+    """Start the object port when ``--object-port`` asks for it."""
+    if config.object_port is None:
+        return None
+    server = ObjectPortServer(
+        head.objects, config.token, config.host, config.object_port
+    )
+    server.start()
+    head.object_port = server.port
+    log.info("objects served to workers on %s:%d", config.host, server.port)
+    return server
 
 
 def _write_port_file(path: str, port: int) -> None:

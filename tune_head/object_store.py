@@ -137,6 +137,10 @@ class ObjectStore:
                 yield chunk
         self._touch_resident(object_id, size)
 
+    def mark_read(self, object_id: str, size: int) -> None:
+        """``object_id`` was just sent whole: it becomes the most recently used."""
+        self._touch_resident(object_id, size)
+
     def read_bytes(self, object_id: str) -> bytes:
         with open(self.path_of(object_id), "rb") as f:
             return f.read()

@@ -19,20 +19,19 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import cloudpickle
 import grpc
 
 from proto.generated import tune_pb2, tune_pb2_grpc
-from proto.object_stream import raw_get_object
 from tune_client import storage
 from tune_client.auth import TlsFiles, open_channel, token_metadata
 from tune_client.file_transfer import file_chunks, write_chunks
 from tune_client.session import TrialStart
 from tune_worker.gpus import GpuIds
 from tune_worker.object_cache import ObjectCache, default_directory
+from tune_worker.object_source import HeadObjectSource
 from tune_worker.trial_processes import TrialProcesses
 from tune_worker.uploader import (
     CheckpointUpload,
@@ -81,9 +80,10 @@ class WorkerAgent:
         self.gpus = GpuIds(config.resources.get("gpu", 0.0))
         self.working_dirs = WorkingDirs(os.path.join(config.work_dir, "working_dirs"))
         fallback = os.path.join(config.work_dir, "objects")
+        self.object_source = HeadObjectSource(config.token, self.metadata)
         self.objects = ObjectCache(
             config.object_cache_dir or default_directory(fallback),
-            self._fetch_object,
+            self.object_source.fetch,
             config.object_cache_memory,
             fallback_dir=fallback,
         )
@@ -96,7 +96,6 @@ class WorkerAgent:
         self._next_sequence = 1
         self._send_lock = threading.Lock()
         self._stub: tune_pb2_grpc.HeadStub | None = None
-        self._get_object_raw: Callable[..., Iterator[bytes]] | None = None
 
     # ---- life cycle -------------------------------------------------------
 
@@ -172,8 +171,8 @@ class WorkerAgent:
         channel = open_channel(self.config.head, self.config.tls)
         try:
             self._stub = tune_pb2_grpc.HeadStub(channel)
-            self._get_object_raw = raw_get_object(channel)
             reply = self._register()
+            self.object_source.connect(channel, self.config.head, reply.object_port)
             same_machine = reply.head_hostname == socket.gethostname()
             self.objects.use_head_directory(reply.object_dir if same_machine else "")
             for trial_id in reply.stale_trial_ids:
@@ -276,11 +275,6 @@ class WorkerAgent:
         )
         write_chunks(chunks, local)
         return local
-
-    def _fetch_object(self, object_id: str) -> Iterator[bytes]:
-        return self._get_object_raw(
-            tune_pb2.GetObjectRequest(object_id=object_id), metadata=self.metadata
-        )
 
     # ---- commands from the head -------------------------------------------
 

@@ -64,18 +64,20 @@ class RegisterWorkerRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., node_ip: _Optional[str] = ..., resources: _Optional[_Mapping[str, float]] = ..., running_trial_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RegisterWorkerReply(_message.Message):
-    __slots__ = ("worker_id", "heartbeat_interval_s", "stale_trial_ids", "head_hostname", "object_dir")
+    __slots__ = ("worker_id", "heartbeat_interval_s", "stale_trial_ids", "head_hostname", "object_dir", "object_port")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
     STALE_TRIAL_IDS_FIELD_NUMBER: _ClassVar[int]
     HEAD_HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     OBJECT_DIR_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_PORT_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     heartbeat_interval_s: float
     stale_trial_ids: _containers.RepeatedScalarFieldContainer[str]
     head_hostname: str
     object_dir: str
-    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[float] = ..., stale_trial_ids: _Optional[_Iterable[str]] = ..., head_hostname: _Optional[str] = ..., object_dir: _Optional[str] = ...) -> None: ...
+    object_port: int
+    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[float] = ..., stale_trial_ids: _Optional[_Iterable[str]] = ..., head_hostname: _Optional[str] = ..., object_dir: _Optional[str] = ..., object_port: _Optional[int] = ...) -> None: ...
 
 class WorkerMessage(_message.Message):
     __slots__ = ("hello", "heartbeat", "results", "checkpoint", "trial_ended", "sequence")

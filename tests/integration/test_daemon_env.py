@@ -96,3 +96,16 @@ def test_a_worker_without_a_head_address_says_how_to_give_one(tmp_path):
     )
     assert done.returncode == 2
     assert "--head HOST:PORT (or TUNE_ADDRESS) is required" in done.stderr
+
+
+def test_a_head_refuses_an_unencrypted_object_port_beside_tls(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "tune_head", "--token", "t", "--storage", str(tmp_path)]
+        + ["--tls-cert", "cert.pem", "--tls-key", "key.pem", "--object-port", "0"],
+        env=daemon_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--object-port sends objects unencrypted" in done.stderr

@@ -1,8 +1,9 @@
-"""A worker on another host: objects pulled over gRPC, files streamed to the head.
+"""A worker on another host: objects pulled, files streamed to the head.
 
 The worker runs in a UTS namespace of its own with another hostname, so the
 head treats it as a different machine: it pulls ``with_parameters`` objects
-into its own cache instead of mapping the head's files, and (with the default
+into its own cache instead of mapping the head's files (over the head's
+object port when it has one, else over gRPC), and (with the default
 ``--worker-storage auto``) streams checkpoints and trial files to the head's
 storage folder, which it cannot see. Everything still runs on loopback.
 """
@@ -83,10 +84,12 @@ def remote_trainable(config, frame):
             )
 
 
-@pytest.fixture
-def remote_worker(daemons, tmp_path):
-    """A head on this host and one worker that believes it is elsewhere."""
-    daemons.start_head()
+@pytest.fixture(params=["grpc", "object port"])
+def remote_worker(daemons, tmp_path, request):
+    """A head on this host and one worker that believes it is elsewhere; the
+    head serves objects on an object port or not."""
+    route = request.param
+    daemons.start_head(*(["--object-port", "0"] if route == "object port" else []))
     cache = f"/dev/shm/tune-test-{uuid.uuid4().hex[:8]}"
     log = open(tmp_path / "remote-worker.log", "w")
     worker = subprocess.Popen(
@@ -116,7 +119,7 @@ def remote_worker(daemons, tmp_path):
         stderr=subprocess.STDOUT,
     )
     daemons.processes.append(worker)
-    yield daemons, cache
+    yield daemons, cache, route
     worker.terminate()
     assert worker.wait(timeout=20) == 0, "the worker did not stop on SIGTERM"
     shutil.rmtree(cache, ignore_errors=True)
@@ -125,7 +128,7 @@ def remote_worker(daemons, tmp_path):
 def test_a_worker_on_another_host_pulls_objects_and_streams_its_files(
     remote_worker, tmp_path, monkeypatch
 ):
-    daemons, cache = remote_worker
+    daemons, cache, route = remote_worker
     monkeypatch.setattr(cluster, "_client", None)
     tune.init(daemons.address, token=daemons.token)
     try:
@@ -157,3 +160,6 @@ def test_a_worker_on_another_host_pulls_objects_and_streams_its_files(
         with result.checkpoint.as_directory() as folder:
             state = open(os.path.join(folder, "state.json")).read()
         assert state == '{"step": 3}'
+    worker_log = (tmp_path / "remote-worker.log").read_text()
+    expected = "the head's object port" if route == "object port" else "gRPC"
+    assert f"bytes) over {expected}" in worker_log, worker_log

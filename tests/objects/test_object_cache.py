@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from proto.object_stream import object_chunks
+from proto.object_stream import object_chunks, read_object_stream
 from tune_head.object_store import ObjectStore
 from tune_worker.object_cache import ObjectCache, ObjectPullError
 
@@ -30,6 +30,10 @@ class FakeHead:
         return self.store.put_bytes(bytes([seed % 256]) * size)
 
     def fetch(self, object_id: str):
+        return read_object_stream(self.messages(object_id))
+
+    def messages(self, object_id: str):
+        """The encoded GetObject stream of ``object_id``."""
         with self._lock:
             self.pulls.append(object_id)
         size = self.store.size_of(object_id)
@@ -151,10 +155,13 @@ def test_unreadable_head_folder_falls_back_to_pulling(tmp_path, head):
 def test_a_cut_stream_leaves_no_object_behind(tmp_path, head):
     object_id = head.put(2 * MIB, seed=50)
 
-    def cut_fetch(oid):
-        stream = head.fetch(oid)
+    def cut_messages(oid):
+        stream = head.messages(oid)
         yield next(stream)  # announces 2 MiB
         yield next(stream)  # sends 256 KiB of them
+
+    def cut_fetch(oid):
+        return read_object_stream(cut_messages(oid))
 
     cache = ObjectCache(str(tmp_path / "cache"), cut_fetch)
     with pytest.raises(ObjectPullError, match="cut short"):
