@@ -1,8 +1,8 @@
 """Moving staged checkpoints and trial files into storage, in order.
 
 A trial's checkpoint is copied to the worker's staging folder before
-``report`` returns; this thread then puts it into the trial's folder in
-storage and tells the head it is whole. Three routes, chosen by the head:
+``report`` returns; an upload thread then puts it into the trial's folder
+in storage and tells the head it is whole. Three routes, chosen by the head:
 
 - a local folder the worker shares with the head: a rename when both are on
   one disk, so the checkpoint is never copied twice;
@@ -11,6 +11,7 @@ storage and tells the head it is whole. Three routes, chosen by the head:
 
 A trial's end is queued behind its uploads and behind the upload of the files
 it wrote, so the head hears of the end only when all of it is in storage.
+Different trials' uploads go on at once.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tune_client.storage import CHECKPOINT_MARKER
 
 log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (0.5, 1, 2, 4, 8)
+UPLOAD_LANES = 4
 
 # (trial_id, folder under the trial's folder or "", local folder, run id)
 # -> the stored path; raises StaleRunError when the head refuses the run.
@@ -79,36 +81,75 @@ class TrialEnd:
 
 
 class Uploader:
+    """Uploads in order for each trial, and for different trials at once.
+
+    Each trial is given one of a few lanes (a queue and its thread) when its
+    first item comes, and keeps it for good, so one trial's items never
+    overtake each other, even across its restarts on this worker; trials on
+    other lanes upload meanwhile, which is how a bucket is written fastest.
+    """
+
     def __init__(
         self,
         send: Callable[[tune_pb2.WorkerMessage], None],
         stream_upload: StreamUpload,
+        lanes: int = UPLOAD_LANES,
     ) -> None:
         self._send = send
         self._stream_upload = stream_upload
-        self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="uploader", daemon=True)
-        self._thread.start()
+        self._lanes: list[queue.Queue] = [queue.Queue() for _ in range(lanes)]
+        self._lane_of_trial: dict[str, int] = {}
+        self._running: set[str] = set()  # trials whose end is not queued yet
+        self._lock = threading.Lock()
+        for index, lane in enumerate(self._lanes):
+            threading.Thread(
+                target=self._run, args=(lane,), name=f"uploader-{index}", daemon=True
+            ).start()
 
     def put(self, item: CheckpointUpload | TrialFilesUpload | TrialEnd) -> None:
-        self._queue.put(item)
+        with self._lock:
+            lane = self._lane_for(item.trial_id)
+            if isinstance(item, TrialEnd):
+                self._running.discard(item.trial_id)
+            else:
+                self._running.add(item.trial_id)
+            self._lanes[lane].put(item)
+
+    def _lane_for(self, trial_id: str) -> int:
+        """The trial's lane; a new trial gets the least busy one, by items
+        still to upload, then by trials that may queue more."""
+        lane = self._lane_of_trial.get(trial_id)
+        if lane is None:
+            running = [0] * len(self._lanes)
+            for other in self._running:
+                running[self._lane_of_trial[other]] += 1
+            busy = [
+                (queued.unfinished_tasks, running[index])
+                for index, queued in enumerate(self._lanes)
+            ]
+            lane = busy.index(min(busy))
+            self._lane_of_trial[trial_id] = lane
+        return lane
 
     def drain(self, timeout: float) -> bool:
         """Wait until every queued item is handled; False on timeout."""
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while self._unfinished() and time.monotonic() < deadline:
             time.sleep(0.05)
-        return not self._queue.unfinished_tasks
+        return not self._unfinished()
 
-    def _run(self) -> None:
+    def _unfinished(self) -> int:
+        return sum(lane.unfinished_tasks for lane in self._lanes)
+
+    def _run(self, lane: queue.Queue) -> None:
         while True:
-            item = self._queue.get()
+            item = lane.get()
             try:
                 self._handle(item)
             except Exception:
                 log.exception("handling %r failed", item)
             finally:
-                self._queue.task_done()
+                lane.task_done()
 
     def _handle(self, item: CheckpointUpload | TrialFilesUpload | TrialEnd) -> None:
         if isinstance(item, CheckpointUpload):
