@@ -7,6 +7,7 @@ status codes from the head are turned back into this package's exceptions.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -30,6 +31,8 @@ from tune_client.errors import (
 from tune_client.object_codec import EncodedObject, encode_bytes
 from tune_client.trainable import ObjectRef
 from tune_client.upload_progress import UploadProgress
+
+log = logging.getLogger(__name__)
 
 UPLOAD_CHUNK = 1024 * 1024  # see tune_head.object_store.CHUNK_SIZE
 CONNECT_TIMEOUT_S = 30.0
@@ -139,6 +142,15 @@ def get_client() -> HeadClient:
         return _client
 
 
+def start_embedded_early() -> None:
+    """Start the embedded cluster's daemons without waiting for them, when
+    this process will use it: they boot while the caller still works."""
+    global _embedded
+    with _lock:
+        if _client is None and not _cluster_address():
+            _embedded = _running_embedded_cluster()
+
+
 def _running_embedded_cluster() -> EmbeddedCluster:
     """This process's embedded cluster, started on first use.
 
@@ -179,7 +191,9 @@ class HeadClient:
         self.metadata = token_metadata(token)
         self.channel = open_channel(address, TlsFiles.from_env())
         self.stub = tune_pb2_grpc.HeadStub(self.channel)
-        self.bytes_uploaded = 0  # what put_object really sent, for the curious
+        # What put_object really sent, and what it handed over as files.
+        self.bytes_uploaded = 0
+        self.bytes_handed_over = 0
 
     @property
     def is_embedded(self) -> bool:
@@ -223,7 +237,11 @@ class HeadClient:
                 tune_pb2.FindObjectsRequest(object_ids=[encoded.object_id]),
                 metadata=self.metadata,
             )
-            if encoded.object_id not in found.present_ids:
+            if encoded.object_id in found.present_ids:
+                pass
+            elif self._hand_over(encoded):
+                self.bytes_handed_over += encoded.size
+            else:
                 with UploadProgress(encoded.size) as progress:
                     chunks = _chunks(encoded, progress)
                     self.stub.PutObject(chunks, metadata=self.metadata)
@@ -231,6 +249,30 @@ class HeadClient:
         except grpc.RpcError as exc:
             raise map_rpc_error(exc, "uploading an object to the head") from exc
         return ObjectRef(encoded.object_id, encoded.size)
+
+    def _hand_over(self, encoded: EncodedObject) -> bool:
+        """Give the embedded head the object file itself, as it shares this
+        machine: a rename instead of an upload. False when it cannot be moved
+        there (another filesystem); the caller then uploads it."""
+        if self.embedded is None or encoded.path is None:
+            return False
+        folder = self.embedded.object_handover_dir
+        target = os.path.join(folder, os.path.basename(encoded.path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            os.replace(encoded.path, target)
+        except OSError as exc:
+            log.debug("object file cannot be handed over (%s); uploading it", exc)
+            return False
+        encoded.path = target  # removed by discard() if the head refuses it
+        self.stub.AdoptObject(
+            tune_pb2.AdoptObjectRequest(
+                object_id=encoded.object_id, file_name=os.path.basename(target)
+            ),
+            metadata=self.metadata,
+        )
+        encoded.path = None  # the head's now
+        return True
 
     def missing_objects(self, object_ids: list[str]) -> list[str]:
         """Which of ``object_ids`` the head does not hold."""

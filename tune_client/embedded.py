@@ -69,7 +69,7 @@ class EmbeddedCluster:
                 "--storage",
                 self.storage_path,
                 "--object-dir",
-                os.path.join(self.session_dir, "objects"),
+                self.object_dir,
                 "--state-dir",
                 os.path.join(self.session_dir, "state"),
                 "--log-file",
@@ -80,6 +80,16 @@ class EmbeddedCluster:
         )
         atexit.register(self.stop)
         return self
+
+    @property
+    def object_dir(self) -> str:
+        return os.path.join(self.session_dir, "objects")
+
+    @property
+    def object_handover_dir(self) -> str:
+        """Where this process puts object files for the head to take over
+        (the head's ``incoming`` folder, on the same filesystem as its store)."""
+        return os.path.join(self.object_dir, "incoming")  # see AdoptObjectRequest
 
     @property
     def _port_file(self) -> str:

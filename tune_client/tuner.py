@@ -143,13 +143,14 @@ class Tuner:
     def fit(self) -> ResultGrid:
         """Run the experiment to its end and return every trial's result."""
         reporter = self._reporter()
-        spec, objects, trainable_bytes = self._prepare()
         filesystem = self.run_config.storage_filesystem
         storage_path = cluster.storage_path_for(
             self.run_config.storage_path, filesystem
         )
         if storage_path:  # checked before a cluster is started or contacted
             storage.check_writable(storage_path, filesystem)
+        cluster.start_embedded_early()  # it boots while the inputs are encoded
+        spec, objects, trainable_bytes = self._prepare()
         spec.run_config.storage_path = storage_path
         client = cluster.get_client()
         for ref_name, encoded in objects.items():

@@ -107,6 +107,19 @@ class HeadService(tune_pb2_grpc.HeadServicer):
             context.abort(grpc.StatusCode.DATA_LOSS, str(exc))
         return tune_pb2.PutObjectReply(object_id=first.object_id, size=size)
 
+    def AdoptObject(self, request, context):
+        try:
+            size = self.head.objects.adopt(request.object_id, request.file_name)
+        except (KeyError, ValueError) as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except FileNotFoundError:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no file {request.file_name!r} handed over for object "
+                f"{request.object_id[:12]}",
+            )
+        return tune_pb2.PutObjectReply(object_id=request.object_id, size=size)
+
     def GetObject(self, request, context):
         objects = self.head.objects
         try:

@@ -302,6 +302,14 @@ class GetObjectRequest(_message.Message):
     object_id: str
     def __init__(self, object_id: _Optional[str] = ...) -> None: ...
 
+class AdoptObjectRequest(_message.Message):
+    __slots__ = ("object_id", "file_name")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    object_id: str
+    file_name: str
+    def __init__(self, object_id: _Optional[str] = ..., file_name: _Optional[str] = ...) -> None: ...
+
 class SubmitExperimentRequest(_message.Message):
     __slots__ = ("name", "storage_path", "spec_pickle", "restore", "resume_unfinished", "resume_errored", "restart_errored", "name_is_default")
     NAME_FIELD_NUMBER: _ClassVar[int]

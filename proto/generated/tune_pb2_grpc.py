@@ -56,6 +56,11 @@ class HeadStub:
                 request_serializer=tune__pb2.ObjectChunk.SerializeToString,
                 response_deserializer=tune__pb2.PutObjectReply.FromString,
                 _registered_method=True)
+        self.AdoptObject = channel.unary_unary(
+                '/tune.Head/AdoptObject',
+                request_serializer=tune__pb2.AdoptObjectRequest.SerializeToString,
+                response_deserializer=tune__pb2.PutObjectReply.FromString,
+                _registered_method=True)
         self.GetObject = channel.unary_stream(
                 '/tune.Head/GetObject',
                 request_serializer=tune__pb2.GetObjectRequest.SerializeToString,
@@ -127,6 +132,14 @@ class HeadServicer:
 
     def PutObject(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdoptObject(self, request, context):
+        """A client on the head's machine (the embedded cluster's) hands over an
+        object file instead of streaming it.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -204,6 +217,11 @@ def add_HeadServicer_to_server(servicer, server):
             'PutObject': grpc.stream_unary_rpc_method_handler(
                     servicer.PutObject,
                     request_deserializer=tune__pb2.ObjectChunk.FromString,
+                    response_serializer=tune__pb2.PutObjectReply.SerializeToString,
+            ),
+            'AdoptObject': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdoptObject,
+                    request_deserializer=tune__pb2.AdoptObjectRequest.FromString,
                     response_serializer=tune__pb2.PutObjectReply.SerializeToString,
             ),
             'GetObject': grpc.unary_stream_rpc_method_handler(
@@ -356,6 +374,33 @@ class Head:
             target,
             '/tune.Head/PutObject',
             tune__pb2.ObjectChunk.SerializeToString,
+            tune__pb2.PutObjectReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdoptObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tune.Head/AdoptObject',
+            tune__pb2.AdoptObjectRequest.SerializeToString,
             tune__pb2.PutObjectReply.FromString,
             options,
             channel_credentials,

@@ -176,6 +176,30 @@ def wait_then_report(config, frame):
     tune.report({"rows": len(frame)})
 
 
+def stored(client) -> int:
+    """Bytes the client gave the head: streamed, or handed over as files."""
+    return client.bytes_uploaded + client.bytes_handed_over
+
+
+def report_frame_sum(config, frame):
+    tune.report({"sum": float(frame.to_numpy().sum())})
+
+
+def test_the_embedded_head_takes_over_the_object_file_instead_of_an_upload(storage):
+    frame = numeric_frame(16 * MB, seed=8)
+    client = cluster.get_client()
+    assert client.is_embedded
+    uploaded, handed_over = client.bytes_uploaded, client.bytes_handed_over
+    results = Tuner(
+        tune.with_parameters(report_frame_sum, frame=frame),
+        run_config=quiet(name="handed_over"),
+    ).fit()
+    assert results[0].metrics["sum"] == float(frame.to_numpy().sum())
+    assert client.bytes_handed_over - handed_over >= 16 * MB
+    assert client.bytes_uploaded - uploaded < 1 * MB  # the trainable alone
+    assert os.listdir(client.embedded.object_handover_dir) == []
+
+
 def test_the_same_data_is_uploaded_once_while_an_experiment_uses_it(storage, tmp_path):
     frame = numeric_frame(16 * MB, seed=7)
     client = cluster.get_client()
@@ -188,18 +212,18 @@ def test_the_same_data_is_uploaded_once_while_an_experiment_uses_it(storage, tmp
         ).fit(),
         daemon=True,
     )
-    before = client.bytes_uploaded
+    before = stored(client)
     first_fit.start()
     try:
         wait_for_file(started, timeout=60)
-        assert client.bytes_uploaded - before >= 16 * MB
-        before_second = client.bytes_uploaded
+        assert stored(client) - before >= 16 * MB
+        before_second = stored(client)
         results = Tuner(
             tune.with_parameters(wait_then_report, frame=frame),
             run_config=quiet(name="second"),
         ).fit()
         assert results[0].metrics["rows"] == len(frame)
-        assert client.bytes_uploaded - before_second < 1 * MB
+        assert stored(client) - before_second < 1 * MB
     finally:
         open(release, "w").close()
         first_fit.join(timeout=60)

@@ -87,3 +87,37 @@ def test_a_running_store_deletes_uploads_whose_submit_never_came(tmp_path, monke
     assert store.collect_orphans() == [abandoned]
     assert store.contains(kept) and store.contains(fresh)
     assert partial.exists()
+
+
+def hand_over(store: ObjectStore, name: str, data: bytes) -> str:
+    incoming = os.path.join(store.directory, object_store.INCOMING_DIR)
+    os.makedirs(incoming, exist_ok=True)
+    with open(os.path.join(incoming, name), "wb") as f:
+        f.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_handed_over_file_is_moved_into_the_store(tmp_path):
+    store = ObjectStore(str(tmp_path))
+    object_id = hand_over(store, "tune-object-1", b"frame bytes")
+    assert store.adopt(object_id, "tune-object-1") == len(b"frame bytes")
+    assert store.read_bytes(object_id) == b"frame bytes"
+    assert os.listdir(tmp_path / object_store.INCOMING_DIR) == []
+    # The same object handed over again: the copy is dropped, the store kept.
+    hand_over(store, "tune-object-2", b"frame bytes")
+    assert store.adopt(object_id, "tune-object-2") == len(b"frame bytes")
+    assert os.listdir(tmp_path / object_store.INCOMING_DIR) == []
+    assert store.read_bytes(object_id) == b"frame bytes"
+
+
+@pytest.mark.parametrize("name", ["", "../params.pkl", "sub/file", ".hidden"])
+def test_only_a_file_directly_in_incoming_can_be_handed_over(tmp_path, name):
+    store = ObjectStore(str(tmp_path))
+    with pytest.raises(ValueError, match="is not a file name"):
+        store.adopt(hashlib.sha256(b"x").hexdigest(), name)
+
+
+def test_a_file_that_was_never_handed_over_is_not_found(tmp_path):
+    store = ObjectStore(str(tmp_path))
+    with pytest.raises(FileNotFoundError):
+        store.adopt(hashlib.sha256(b"x").hexdigest(), "tune-object-missing")
