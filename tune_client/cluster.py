@@ -237,11 +237,8 @@ class HeadClient:
                 tune_pb2.FindObjectsRequest(object_ids=[encoded.object_id]),
                 metadata=self.metadata,
             )
-            if encoded.object_id in found.present_ids:
-                pass
-            elif self._hand_over(encoded):
-                self.bytes_handed_over += encoded.size
-            else:
+            present = encoded.object_id in found.present_ids
+            if not present and not self._hand_over(encoded):
                 with UploadProgress(encoded.size) as progress:
                     chunks = _chunks(encoded, progress)
                     self.stub.PutObject(chunks, metadata=self.metadata)
@@ -272,6 +269,7 @@ class HeadClient:
             metadata=self.metadata,
         )
         encoded.path = None  # the head's now
+        self.bytes_handed_over += encoded.size
         return True
 
     def missing_objects(self, object_ids: list[str]) -> list[str]:
