@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import shutil
 import socket
 import sys
@@ -119,6 +120,16 @@ def encode_result(result: dict) -> bytes:
     return text.encode()
 
 
+def encode_message(message: tuple) -> bytes:
+    """A message to the worker, as ``Connection.recv`` reads it.
+
+    Plain pickle: ``Connection.send`` builds a multiprocessing pickler with
+    its own reducer table for every message, which costs more than the
+    pickling of a result itself.
+    """
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 class _TrialSession:
     """Counters and the connection to the worker for one trial process."""
 
@@ -175,7 +186,7 @@ class _TrialSession:
             result["done"] = True
         message = ("result", encode_result(result), dir_name, staged_dir)
         with self.send_lock:
-            self.conn.send(message)
+            self.conn.send_bytes(encode_message(message))
         if stop:
             raise _StopRequested(stop)
 
@@ -308,6 +319,6 @@ def run_trial_process(conn: Any, start: TrialStart) -> None:
     except BaseException:  # noqa: BLE001 - the trial's failure is its result
         outcome = ("error", traceback.format_exc())
     with _session.send_lock:
-        conn.send(outcome)
+        conn.send_bytes(encode_message(outcome))
     conn.close()
     os._exit(0)

@@ -32,7 +32,7 @@ from tune_client.session import TrialStart
 from tune_worker.gpus import GpuIds
 from tune_worker.object_cache import ObjectCache, default_directory
 from tune_worker.object_source import HeadObjectSource
-from tune_worker.trial_processes import TrialProcesses
+from tune_worker.trial_processes import Collected, TrialProcesses
 from tune_worker.uploader import (
     CheckpointUpload,
     StaleRunError,
@@ -53,6 +53,9 @@ _OUTCOME_TO_PROTO = {
 }
 MAX_BATCH = 2000
 COLLECT_TIMEOUT_S = 0.02
+# Results that arrive within this long of each other travel in one batch:
+# each batch costs the head a flush and a round of scheduling decisions.
+BATCH_LINGER_S = 0.005
 
 
 @dataclass
@@ -399,7 +402,7 @@ class WorkerAgent:
     def _pump(self) -> None:
         """Forward trial messages to the head: results first, then uploads, ends."""
         while not self._stopping.is_set():
-            collected = self.processes.collect(COLLECT_TIMEOUT_S)
+            collected = self._collect_batch()
             results = collected.results
             for start in range(0, len(results), MAX_BATCH):
                 self._send_results(results[start : start + MAX_BATCH])
@@ -416,6 +419,22 @@ class WorkerAgent:
                     )
             for trial, outcome, error in collected.ended:
                 self._on_trial_ended(trial, outcome, error)
+
+    def _collect_batch(self) -> Collected:
+        """What trials said, waiting up to ``BATCH_LINGER_S`` after the first
+        result for more, unless a trial ended or the batch is full."""
+        collected = self.processes.collect(COLLECT_TIMEOUT_S)
+        if not collected.results:
+            return collected
+        deadline = time.monotonic() + BATCH_LINGER_S
+        while not collected.ended and len(collected.results) < MAX_BATCH:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            more = self.processes.collect(left)
+            collected.results.extend(more.results)
+            collected.ended.extend(more.ended)
+        return collected
 
     def _on_trial_ended(self, trial, outcome: str, error: str) -> None:
         log.info("trial %s ended: %s", trial.start.trial_name, outcome)

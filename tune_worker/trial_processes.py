@@ -12,7 +12,10 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.forkserver
+import os
+import pickle
 import signal
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -59,6 +62,63 @@ class RunningTrial:
     stop_requested_at: float = 0.0
     interrupted: bool = False
     ended: bool = False
+    reader: MessageReader = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reader = MessageReader(self.conn)
+
+
+class MessageReader:
+    """Every message a trial process has sent so far, with one ``read``.
+
+    The trial writes ``Connection``-framed pickles (a 4-byte length, or -1
+    and an 8-byte length, then the bytes). ``Connection.poll`` and ``recv``
+    cost three system calls a message, most of a worker's work when trials
+    report thousands of results a second; this reads whatever has arrived
+    at once and splits it.
+    """
+
+    READ_SIZE = 1 << 20
+
+    def __init__(self, conn: Any) -> None:
+        self._fd = conn.fileno()
+        self._pending = bytearray()
+
+    def read(self) -> tuple[list[tuple], bool]:
+        """The messages complete so far, and whether the trial closed its end.
+
+        Call it only when the connection is readable: it blocks otherwise.
+        """
+        data = os.read(self._fd, self.READ_SIZE)
+        self._pending += data
+        messages = []
+        position = 0
+        while True:
+            frame = _next_frame(self._pending, position)
+            if frame is None:
+                break
+            start, end = frame
+            messages.append(pickle.loads(self._pending[start:end]))
+            position = end
+        del self._pending[:position]
+        return messages, not data
+
+
+def _next_frame(buffer: bytearray, position: int) -> tuple[int, int] | None:
+    """Where the payload of the frame at ``position`` lies, if it is whole."""
+    available = len(buffer) - position
+    if available < 4:
+        return None
+    (size,) = struct.unpack_from("!i", buffer, position)
+    header = 4
+    if size == -1:
+        if available < 12:
+            return None
+        (size,) = struct.unpack_from("!Q", buffer, position + 4)
+        header = 12
+    if available < header + size:
+        return None
+    return position + header, position + header + size
 
 
 @dataclass
@@ -133,13 +193,15 @@ class TrialProcesses:
 
     def _drain(self, trial: RunningTrial, collected: Collected) -> None:
         try:
-            while trial.conn.poll():
-                message = trial.conn.recv()
-                if message[0] == "result":
-                    collected.results.append((trial, *message[1:]))
-                else:
-                    trial.outcome = (message[0], message[1])
-        except (EOFError, OSError):
+            messages, closed = trial.reader.read()
+        except OSError:
+            messages, closed = [], True
+        for message in messages:
+            if message[0] == "result":
+                collected.results.append((trial, *message[1:]))
+            else:
+                trial.outcome = (message[0], message[1])
+        if closed:
             self._on_exit(trial, collected)
 
     def _on_exit(self, trial: RunningTrial, collected: Collected) -> None:
