@@ -32,10 +32,6 @@ _LENGTH = struct.Struct("!H")
 class ObjectRefused(Exception):
     """The head answered, but would not send the object (bad token, unknown id)."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
 
 def encode_request(token: str, object_id: str) -> bytes:
     token_bytes, id_bytes = token.encode(), object_id.encode()
@@ -89,7 +85,7 @@ def pull(
         status, length = _REPLY.unpack(receive_exactly(connection, _REPLY.size))
         if status != OK:
             message = receive_exactly(connection, length).decode(errors="replace")
-            raise ObjectRefused(status, message)
+            raise ObjectRefused(message)
     except BaseException:
         connection.close()
         raise

@@ -89,7 +89,9 @@ class EmbeddedCluster:
     def object_handover_dir(self) -> str:
         """Where this process puts object files for the head to take over
         (the head's ``incoming`` folder, on the same filesystem as its store)."""
-        return os.path.join(self.object_dir, "incoming")  # see AdoptObjectRequest
+        from tune_head.object_store import INCOMING_DIR  # the head's layout
+
+        return os.path.join(self.object_dir, INCOMING_DIR)
 
     @property
     def _port_file(self) -> str:

@@ -19,6 +19,7 @@ from tune_head.object_store import ObjectStore
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 10.0
+ACCEPT_RETRY_S = 0.5  # after a failed accept (out of file descriptors, ...)
 
 
 class ObjectPortServer:
@@ -51,6 +52,7 @@ class ObjectPortServer:
                 if self._closed.is_set():
                     return
                 log.exception("object port: accept failed; still listening")
+                self._closed.wait(ACCEPT_RETRY_S)
                 continue
             threading.Thread(
                 target=self._serve, args=(connection, peer), daemon=True

@@ -86,26 +86,28 @@ def test_head_and_worker_take_their_flags_from_the_environment(daemons, tmp_path
     assert "tune_workers 1.0" in metrics
 
 
-def test_a_worker_without_a_head_address_says_how_to_give_one(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "tune_worker", "--work-dir", str(tmp_path)],
+def run_daemon(module: str, *args: str) -> subprocess.CompletedProcess:
+    """Run a daemon that should refuse its flags at once."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
         env=daemon_env(),
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_a_worker_without_a_head_address_says_how_to_give_one(tmp_path):
+    done = run_daemon("tune_worker", "--work-dir", str(tmp_path))
     assert done.returncode == 2
     assert "--head HOST:PORT (or TUNE_ADDRESS) is required" in done.stderr
 
 
 def test_a_head_refuses_an_unencrypted_object_port_beside_tls(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "tune_head", "--token", "t", "--storage", str(tmp_path)]
-        + ["--tls-cert", "cert.pem", "--tls-key", "key.pem", "--object-port", "0"],
-        env=daemon_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = run_daemon(
+        "tune_head",
+        *("--token", "t", "--storage", str(tmp_path), "--object-port", "0"),
+        *("--tls-cert", "cert.pem", "--tls-key", "key.pem"),
     )
     assert done.returncode == 2
     assert "--object-port sends objects unencrypted" in done.stderr
