@@ -29,6 +29,7 @@ from tune_client import storage
 from tune_client.auth import TlsFiles, open_channel, token_metadata
 from tune_client.file_transfer import file_chunks, write_chunks
 from tune_client.session import TrialStart
+from tune_worker import DEFAULT_PRELOAD
 from tune_worker.gpus import GpuIds
 from tune_worker.object_cache import ObjectCache, default_directory
 from tune_worker.object_source import HeadObjectSource
@@ -72,13 +73,15 @@ class WorkerConfig:
     # The embedded cluster's head binds a port of the OS's choosing and writes
     # it here; ``head`` is then read from this file once it appears.
     head_port_file: str = ""
+    # Modules the trial template imports once, so trials need not.
+    preload: tuple[str, ...] = DEFAULT_PRELOAD
 
 
 class WorkerAgent:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         self.metadata = token_metadata(config.token)
-        self.processes = TrialProcesses()
+        self.processes = TrialProcesses(config.preload)
         self.uploader = Uploader(self._send, self._stream_upload)
         self.gpus = GpuIds(config.resources.get("gpu", 0.0))
         self.working_dirs = WorkingDirs(os.path.join(config.work_dir, "working_dirs"))

@@ -20,7 +20,9 @@ from tune_client.daemon import (
     on_termination,
     setup_logging,
 )
+from tune_worker import DEFAULT_PRELOAD
 from tune_worker.agent import WorkerAgent, WorkerConfig
+from tune_worker.trial_processes import PRELOAD_FLAG, parse_preload
 
 log = logging.getLogger("tune_worker")
 
@@ -71,6 +73,12 @@ def parse_config(
         help="the machine's object cache (default: /dev/shm/tune-objects-<uid>)",
     )
     parser.add_flag("--node-ip", default=None, help="this machine's address")
+    parser.add_flag(
+        PRELOAD_FLAG,
+        default=",".join(DEFAULT_PRELOAD),
+        help="modules trials import, comma-separated, loaded once by the "
+        "template trials are forked from; '' for none",
+    )
     parser.add_flag("--log-level", default="INFO")
     parser.add_flag("--log-file", default=None)
     parser.add_flag(
@@ -96,6 +104,7 @@ def parse_config(
         object_cache_dir=args.object_cache_dir,
         object_cache_memory=args.object_cache_memory
         or int(psutil.virtual_memory().total * 0.3),
+        preload=parse_preload(args.preload),
     )
     return config, args
 

@@ -1,9 +1,9 @@
 """Trial processes: started from a warm template, watched over one connection each.
 
 Trial processes are forked by a multiprocessing forkserver that has already
-imported the heavy modules (pandas, numpy, cloudpickle, this package), so a
-trial starts in milliseconds. Each process talks to the worker over its own
-connection; ``collect`` drains all of them at once.
+imported the heavy modules (by default numpy and pandas, then cloudpickle and
+this package), so a trial starts in milliseconds. Each process talks to the
+worker over its own connection; ``collect`` drains all of them at once.
 """
 
 from __future__ import annotations
@@ -22,28 +22,49 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tune_client.session import TrialStart, run_trial_process  # noqa: F401
+from tune_worker import DEFAULT_PRELOAD
 
 log = logging.getLogger(__name__)
 
-PRELOADED_MODULES = [
-    "tune_client.session",
-    "cloudpickle",
-    "numpy",
-    "pandas",
-    "tune_worker.template_ready",  # last: freezes what the modules above made
-]
+# Every trial runs these; the template always loads them.
+TRIAL_MODULES = ["tune_client.session", "cloudpickle"]
+# Loaded last: freezes what the modules before it made.
+TEMPLATE_READY_MODULE = "tune_worker.template_ready"
 STOP_GRACE_S = 5.0
+PRELOAD_FLAG = "--preload"
+PRELOAD_ENV = "TUNE_WORKER_PRELOAD"
 
 
-def _context():
+def parse_preload(value: str) -> tuple[str, ...]:
+    """Module names from a comma-separated ``--preload`` value."""
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def preload_from_command_line(argv: list[str], environ) -> tuple[str, ...]:
+    """The ``--preload`` modules, read before the flag parser is even imported.
+
+    The template starts first thing, so that its imports overlap the worker's
+    own; the flag is the same one ``tune-worker --help`` lists.
+    """
+    for index, arg in enumerate(argv):
+        if arg == PRELOAD_FLAG and index + 1 < len(argv):
+            return parse_preload(argv[index + 1])
+        if arg.startswith(PRELOAD_FLAG + "="):
+            return parse_preload(arg.split("=", 1)[1])
+    if environ.get(PRELOAD_ENV):
+        return parse_preload(environ[PRELOAD_ENV])
+    return DEFAULT_PRELOAD
+
+
+def _context(preload: tuple[str, ...] = DEFAULT_PRELOAD):
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOADED_MODULES)
+    context.set_forkserver_preload([*TRIAL_MODULES, *preload, TEMPLATE_READY_MODULE])
     return context
 
 
-def warm_up_template() -> None:
+def warm_up_template(preload: tuple[str, ...] = DEFAULT_PRELOAD) -> None:
     """Start the template process in the background; trials fork from it."""
-    _context()
+    _context(preload)
     threading.Thread(
         target=multiprocessing.forkserver.ensure_running,
         name="forkserver-warmup",
@@ -132,15 +153,16 @@ class Collected:
 
 
 class TrialProcesses:
-    def __init__(self) -> None:
-        self._context = _context()
+    def __init__(self, preload: tuple[str, ...] = DEFAULT_PRELOAD) -> None:
+        self.preload = preload
+        self._context = _context(preload)
         self._lock = threading.Lock()
         self.running: dict[str, RunningTrial] = {}
         self.shutting_down = False
 
     def warm_up(self) -> None:
         """Start the template process now, so the first trial need not wait."""
-        warm_up_template()
+        warm_up_template(self.preload)
 
     def start(self, start: TrialStart) -> None:
         parent_conn, child_conn = self._context.Pipe(duplex=True)
