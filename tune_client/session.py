@@ -24,6 +24,7 @@ from typing import Any
 
 from tune_client.checkpoint import Checkpoint
 from tune_client.errors import TuneError
+from tune_client.progress_csv import RowFormatter, columns_of
 from tune_client.stopper import stop_criteria_reason
 
 _session: _TrialSession | None = None
@@ -110,14 +111,17 @@ def _finite_or_none(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def encode_result(result: dict) -> bytes:
-    """One result as compact JSON; NaN and infinities become null."""
+def encode_result(result: dict) -> tuple[bytes, bool]:
+    """One result as compact JSON, and whether it was finite: NaN and
+    infinities become null."""
     try:
         text = json.dumps(result, default=_json_default, allow_nan=False)
+        finite = True
     except ValueError:
         cleaned = {k: _finite_or_none(v) for k, v in result.items()}
         text = json.dumps(cleaned, default=_json_default)
-    return text.encode()
+        finite = False
+    return text.encode(), finite
 
 
 def encode_message(message: tuple) -> bytes:
@@ -151,6 +155,9 @@ class _TrialSession:
             "pid": os.getpid(),
         }
         self.send_lock = threading.Lock()
+        # progress.csv lines of this process's results; its columns come from
+        # the first result and go to the head with it.
+        self.progress: RowFormatter | None = None
 
     def report(self, metrics: dict, checkpoint: Checkpoint | None) -> None:
         if not isinstance(metrics, dict):
@@ -184,8 +191,22 @@ class _TrialSession:
         stop = self._meets_stop_criteria(result)
         if stop:
             result["done"] = True
-        message = ("result", encode_result(result), dir_name, staged_dir)
-        with self.send_lock:
+        result_json, finite = encode_result(result)
+        with self.send_lock:  # one line buffer; lines go out in order
+            announced_columns = None
+            if self.progress is None:
+                announced_columns = columns_of(result)
+                self.progress = RowFormatter(announced_columns)
+            row = self.progress.row_of_report(result, result_json, finite)
+            message = (
+                "result",
+                result_json,
+                dir_name,
+                staged_dir,
+                self.iteration,
+                row,
+                announced_columns,
+            )
             self.conn.send_bytes(encode_message(message))
         if stop:
             raise _StopRequested(stop)

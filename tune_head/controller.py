@@ -127,6 +127,15 @@ class ExperimentController:
         stop = spec.run_config.stop
         self.stopper = stoppers.as_stopper(stop)
         self.stop_criteria: Mapping = stop if isinstance(stop, Mapping) else {}
+        # Whether anything here looks at each result; if not, results are
+        # kept as their JSON and parsed only when asked for.
+        self.reads_every_result = (
+            self.stopper is not None
+            or bool(self.stop_criteria)
+            or type(self.scheduler).on_trial_result
+            is not TrialScheduler.on_trial_result
+            or type(self.searcher).on_trial_result is not Searcher.on_trial_result
+        )
         self._warned_once: set[str] = set()
         self.date_tag = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime())
 
@@ -255,16 +264,19 @@ class ExperimentController:
             self.actions.append(RewindResultsAction(trial, restart_at))
         self.actions.append(TrialChanged(trial))
 
-    def on_result(self, trial: Trial, result: dict, result_json: bytes) -> bool:
-        """Take one result; False when it repeats an iteration already logged."""
-        iteration = int(result.get("training_iteration", 0))
+    def on_result(self, trial: Trial, iteration: int, result_json: bytes) -> bool:
+        """Take one result; False when it repeats an iteration already logged.
+
+        The JSON is parsed here only when a stopper, the stop criteria, the
+        scheduler or the searcher reads every result.
+        """
         if iteration <= trial.last_iteration:
             return False
         trial.last_iteration = iteration
-        trial.last_result = result
-        trial.last_result_json = result_json
-        if trial.status is not TrialStatus.RUNNING:
+        trial.set_last_result_json(result_json)
+        if trial.status is not TrialStatus.RUNNING or not self.reads_every_result:
             return True
+        result = trial.last_result
         self.searcher.on_trial_result(trial.trial_id, result)
         reason = self._stop_reason_for(trial, result)
         if reason:

@@ -24,11 +24,13 @@ import os
 import pickle
 import shutil
 import time
+from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
 
 from tune_client import storage
+from tune_client.progress_csv import RowFormatter, columns_of
 from tune_head.trial import CheckpointRecord, Trial, TrialStatus
 
 log = logging.getLogger(__name__)
@@ -67,30 +69,42 @@ def _jsonable(value: Any) -> Any:
 
 
 class TrialLog:
-    """The open result.json and progress.csv of one running trial."""
+    """The open result.json and progress.csv of one running trial.
+
+    Trials format their own progress.csv lines (``tune_client.progress_csv``);
+    a line is taken as is when the trial's columns are the file's, and made
+    here from the result otherwise.
+    """
 
     def __init__(self, trial_path: str) -> None:
         self.result_file = open(os.path.join(trial_path, RESULT_FILE), "ab")
         progress_path = os.path.join(trial_path, PROGRESS_FILE)
-        self.columns = _read_csv_header(progress_path)
-        self.progress_file = open(progress_path, "a", newline="")
-        self.writer: csv.DictWriter | None = None
-        if self.columns:
-            self.writer = self._make_writer(self.columns)
+        columns = _read_csv_header(progress_path)
+        self.progress_file = open(progress_path, "ab")
+        self.formatter = RowFormatter(columns) if columns else None
+        # Whether the lines the trial sends fit the file's columns.
+        self.trial_rows_fit = False
 
-    def _make_writer(self, columns: list[str]) -> csv.DictWriter:
-        return csv.DictWriter(
-            self.progress_file, fieldnames=columns, extrasaction="ignore"
-        )
+    def trial_columns(self, columns: list[str]) -> None:
+        """A new trial process formats its lines for ``columns``."""
+        if self.formatter is None:
+            self._start_file(columns)
+        self.trial_rows_fit = columns == self.formatter.columns
 
-    def append(self, result: dict, result_json: bytes) -> None:
-        self.result_file.write(result_json)
-        self.result_file.write(b"\n")
-        if self.writer is None:
-            self.columns = [k for k, v in result.items() if not isinstance(v, dict)]
-            self.writer = self._make_writer(self.columns)
-            self.writer.writeheader()
-        self.writer.writerow(result)
+    def _start_file(self, columns: list[str]) -> None:
+        self.formatter = RowFormatter(columns)
+        self.progress_file.write(self.formatter.header())
+
+    def append(self, result_json: bytes, row: bytes, result: Callable[[], dict]):
+        """Log one result; ``result()`` parses it, called only when needed."""
+        self.result_file.write(result_json + b"\n")
+        if row and self.trial_rows_fit:
+            self.progress_file.write(row)
+            return
+        parsed = result()
+        if self.formatter is None:
+            self._start_file(columns_of(parsed))
+        self.progress_file.write(self.formatter.row(parsed))
 
     def flush(self) -> None:
         self.result_file.flush()
@@ -130,6 +144,9 @@ class ExperimentStorage:
             self.remote = storage.get_filesystem(experiment_path, filesystem)
             self.local_root = mirror_dir
         self.dirty: set[str] = set()
+        # Trial folders whose result.json and progress.csv grew since the
+        # last push (kept apart from ``dirty``: marked once per result).
+        self.dirty_logs: set[str] = set()
         self.last_sync = 0.0
 
     @property
@@ -154,6 +171,10 @@ class ExperimentStorage:
 
     def take_changes(self) -> list[tuple[str, bytes]]:
         """The changed files' contents, to push to the bucket (empty on a disk)."""
+        for dir_name in self.dirty_logs:
+            self.dirty.add(f"{dir_name}/{RESULT_FILE}")
+            self.dirty.add(f"{dir_name}/{PROGRESS_FILE}")
+        self.dirty_logs.clear()
         if self.remote is None or not self.dirty:
             self.dirty.clear()
             return []
@@ -201,15 +222,20 @@ class ExperimentStorage:
     def has_params(self, trial: Trial) -> bool:
         return os.path.exists(self._local(trial.dir_name, "params.pkl"))
 
-    def append_result(self, trial: Trial, result: dict, result_json: bytes) -> None:
+    def trial_log(self, trial: Trial) -> TrialLog:
+        """The trial's open log, opened (and its folder made) on first use."""
         trial_log = self.trial_logs.get(trial.trial_id)
         if trial_log is None:
             os.makedirs(self._local(trial.dir_name), exist_ok=True)
             trial_log = TrialLog(self._local(trial.dir_name))
             self.trial_logs[trial.trial_id] = trial_log
-        trial_log.append(result, result_json)
-        self.dirty.add(f"{trial.dir_name}/{RESULT_FILE}")
-        self.dirty.add(f"{trial.dir_name}/{PROGRESS_FILE}")
+        return trial_log
+
+    def append_result(self, trial: Trial, result_json: bytes, row: bytes) -> None:
+        """Log the trial's latest result (``trial.last_result``)."""
+        trial_log = self.trial_log(trial)
+        trial_log.append(result_json, row, lambda: trial.last_result)
+        self.dirty_logs.add(trial.dir_name)
 
     def rewind_results(self, trial: Trial, iteration: int) -> dict:
         """Keep only results up to ``iteration``; returns the last one kept."""

@@ -335,28 +335,39 @@ class Head:
             if found is None:
                 continue
             exp, trial = found
-            result = json.loads(item.metrics_json)
-            try:
-                if not exp.controller.on_result(trial, result, item.metrics_json):
-                    continue
-            except Exception as exc:  # a scheduler, searcher or stop function
-                self._fail(exp, exc)
-            exp.storage.append_result(trial, result, item.metrics_json)
-            exp.events.append(
-                tune_pb2.ExperimentEvent(
-                    sequence=len(exp.events) + 1,
-                    result=tune_pb2.TrialResult(
-                        trial_id=item.trial_id, metrics_json=item.metrics_json
-                    ),
-                )
-            )
-            touched.add(exp.experiment_id)
+            if self._take_result(exp, trial, item):
+                touched.add(exp.experiment_id)
         for experiment_id in touched:
             exp = self.experiments[experiment_id]
             exp.storage.flush_results()
             exp.state_dirty = True
             self._apply_actions(exp)
         self.changed.notify_all()
+
+    def _take_result(
+        self, exp: Experiment, trial: Trial, item: tune_pb2.TrialResult
+    ) -> bool:
+        """Log one result and queue its event; False if it was a repeat."""
+        if item.progress_columns:  # the first result of a trial process
+            exp.storage.trial_log(trial).trial_columns(list(item.progress_columns))
+        iteration = item.training_iteration or int(
+            json.loads(item.metrics_json).get("training_iteration", 0)
+        )
+        try:
+            if not exp.controller.on_result(trial, iteration, item.metrics_json):
+                return False
+        except Exception as exc:  # a scheduler, searcher or stop function
+            self._fail(exp, exc)
+        exp.storage.append_result(trial, item.metrics_json, item.progress_row)
+        exp.events.append(
+            tune_pb2.ExperimentEvent(
+                sequence=len(exp.events) + 1,
+                result=tune_pb2.TrialResult(
+                    trial_id=item.trial_id, metrics_json=item.metrics_json
+                ),
+            )
+        )
+        return True
 
     def _on_checkpoint(
         self, worker_id: str, message: tune_pb2.CheckpointPersisted

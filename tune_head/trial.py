@@ -58,7 +58,6 @@ class Trial:
     worker_id: str = ""
     num_failures: int = 0
     error: str = ""
-    last_result: dict = field(default_factory=dict)
     last_result_json: bytes = b""
     last_iteration: int = 0
     checkpoints: list[CheckpointRecord] = field(default_factory=list)
@@ -71,6 +70,24 @@ class Trial:
     restart_pending: bool = False
     # The checkpoint the next start restores from when it is not the latest.
     restore_from: CheckpointRecord | None = None
+    # last_result_json parsed, once something asks for it.
+    _last_result: dict | None = field(default=None, init=False, repr=False)
+
+    @property
+    def last_result(self) -> dict:
+        """The latest result; parsed from its JSON the first time it is read,
+        as most results are only ever stored and passed on."""
+        if self._last_result is None:
+            self._last_result = json.loads(self.last_result_json or b"{}")
+        return self._last_result
+
+    @last_result.setter
+    def last_result(self, result: dict) -> None:
+        self._last_result = result
+
+    def set_last_result_json(self, result_json: bytes) -> None:
+        self.last_result_json = result_json
+        self._last_result = None
 
     @property
     def latest_checkpoint(self) -> CheckpointRecord | None:

@@ -33,7 +33,7 @@ from tune_worker import DEFAULT_PRELOAD
 from tune_worker.gpus import GpuIds
 from tune_worker.object_cache import ObjectCache, default_directory
 from tune_worker.object_source import HeadObjectSource
-from tune_worker.trial_processes import Collected, TrialProcesses
+from tune_worker.trial_processes import Collected, TrialProcesses, TrialReport
 from tune_worker.uploader import (
     CheckpointUpload,
     StaleRunError,
@@ -409,15 +409,15 @@ class WorkerAgent:
             results = collected.results
             for start in range(0, len(results), MAX_BATCH):
                 self._send_results(results[start : start + MAX_BATCH])
-            for trial, metrics_json, dir_name, staged in results:
-                if staged:
+            for report in results:
+                if report.staged_checkpoint:
                     self.uploader.put(
                         CheckpointUpload(
-                            trial.trial_id,
-                            dir_name,
-                            staged,
-                            _storage_target(trial.start),
-                            metrics_json,
+                            report.trial.trial_id,
+                            report.checkpoint_dir_name,
+                            report.staged_checkpoint,
+                            _storage_target(report.trial.start),
+                            report.metrics_json,
                         )
                     )
             for trial, outcome, error in collected.ended:
@@ -452,11 +452,17 @@ class WorkerAgent:
             )
         self.uploader.put(TrialEnd(trial.trial_id, _OUTCOME_TO_PROTO[outcome], error))
 
-    def _send_results(self, results) -> None:
+    def _send_results(self, reports: list[TrialReport]) -> None:
         batch = tune_pb2.ResultBatch(
             results=[
-                tune_pb2.TrialResult(trial_id=trial.trial_id, metrics_json=metrics)
-                for trial, metrics, _, _ in results
+                tune_pb2.TrialResult(
+                    trial_id=report.trial.trial_id,
+                    metrics_json=report.metrics_json,
+                    training_iteration=report.training_iteration,
+                    progress_row=report.progress_row,
+                    progress_columns=report.progress_columns,
+                )
+                for report in reports
             ],
         )
         self._send(tune_pb2.WorkerMessage(results=batch))

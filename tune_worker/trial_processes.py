@@ -19,7 +19,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from tune_client.session import TrialStart, run_trial_process  # noqa: F401
 from tune_worker import DEFAULT_PRELOAD
@@ -142,13 +142,24 @@ def _next_frame(buffer: bytearray, position: int) -> tuple[int, int] | None:
     return position + header, position + header + size
 
 
+class TrialReport(NamedTuple):
+    """One ``report`` of a trial, as its process sent it."""
+
+    trial: RunningTrial
+    metrics_json: bytes
+    checkpoint_dir_name: str | None
+    staged_checkpoint: str | None
+    training_iteration: int
+    progress_row: bytes
+    # Set on the first result of a trial process: the columns of its rows.
+    progress_columns: list[str] | None
+
+
 @dataclass
 class Collected:
     """What trial processes said since the last call of ``collect``."""
 
-    results: list[tuple[RunningTrial, bytes, str | None, str | None]] = field(
-        default_factory=list
-    )
+    results: list[TrialReport] = field(default_factory=list)
     ended: list[tuple[RunningTrial, str, str]] = field(default_factory=list)
 
 
@@ -220,7 +231,7 @@ class TrialProcesses:
             messages, closed = [], True
         for message in messages:
             if message[0] == "result":
-                collected.results.append((trial, *message[1:]))
+                collected.results.append(TrialReport(trial, *message[1:]))
             else:
                 trial.outcome = (message[0], message[1])
         if closed:

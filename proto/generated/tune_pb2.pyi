@@ -114,12 +114,18 @@ class ResultBatch(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[TrialResult, _Mapping]]] = ...) -> None: ...
 
 class TrialResult(_message.Message):
-    __slots__ = ("trial_id", "metrics_json")
+    __slots__ = ("trial_id", "metrics_json", "training_iteration", "progress_row", "progress_columns")
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
     METRICS_JSON_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_ITERATION_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_ROW_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     trial_id: str
     metrics_json: bytes
-    def __init__(self, trial_id: _Optional[str] = ..., metrics_json: _Optional[bytes] = ...) -> None: ...
+    training_iteration: int
+    progress_row: bytes
+    progress_columns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, trial_id: _Optional[str] = ..., metrics_json: _Optional[bytes] = ..., training_iteration: _Optional[int] = ..., progress_row: _Optional[bytes] = ..., progress_columns: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CheckpointPersisted(_message.Message):
     __slots__ = ("trial_id", "dir_name", "path", "training_iteration", "metrics_json", "error")

@@ -56,9 +56,10 @@ def start_all(controller: ExperimentController) -> list:
     return started
 
 
-def result(iteration: int, **metrics) -> tuple[dict, bytes]:
+def result(iteration: int, **metrics) -> tuple[int, bytes]:
+    """A result as the head gets it: its iteration, and its JSON."""
     payload = {"training_iteration": iteration, **metrics}
-    return payload, json.dumps(payload).encode()
+    return iteration, json.dumps(payload).encode()
 
 
 def test_grid_times_num_samples_creates_every_trial_then_finishes():
@@ -85,6 +86,27 @@ def test_repeated_iteration_is_dropped():
     assert controller.on_result(trial, *result(2, loss=2.0))
     assert not controller.on_result(trial, *result(2, loss=9.0))
     assert trial.last_result["loss"] == 2.0
+
+
+def test_results_are_read_only_when_something_looks_at_each_one():
+    """Unread results are kept as JSON; the latest still reads back whole."""
+    plain = make_controller()
+    assert not plain.reads_every_result
+    (trial,) = start_all(plain)
+    plain.on_result(trial, *result(1, loss=3.0))
+    plain.on_result(trial, *result(2, loss=2.0))
+    assert trial.last_result == {"training_iteration": 2, "loss": 2.0}
+    stopped = make_controller(run_config=RunConfig(stop={"loss": 0.1}))
+    limiter = ConcurrencyLimiter(BasicVariantGenerator(), 2)
+    limited = make_controller(tune_config=TuneConfig(search_alg=limiter))
+    asha = make_controller(
+        tune_config=TuneConfig(
+            scheduler=tune.schedulers.ASHAScheduler(), metric="loss", mode="min"
+        )
+    )
+    assert stopped.reads_every_result
+    assert limited.reads_every_result
+    assert asha.reads_every_result
 
 
 def test_stop_dict_stops_the_trial_with_the_reason():

@@ -250,7 +250,7 @@ def test_controller_stops_the_trials_asha_rejects():
         trials.append(trial)
     for trial in trials:
         result = {"training_iteration": 1, "loss": trial.config["q"]}
-        controller.on_result(trial, result, json.dumps(result).encode())
+        controller.on_result(trial, 1, json.dumps(result).encode())
     stops = [a for a in controller.take_actions() if isinstance(a, StopTrialAction)]
     assert [a.trial.config["q"] for a in stops] == [5.0]
     assert "AsyncHyperBandScheduler" in stops[0].reason

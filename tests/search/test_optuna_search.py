@@ -226,7 +226,7 @@ def test_runs_inside_the_controller_and_survives_cloudpickle():
     assert len(trials) == 3 and all(t.config["fixed"] == {"k": 1} for t in trials)
     for trial in trials:
         result = {"training_iteration": 1, "loss": objective(trial.config)}
-        controller.on_result(trial, result, json.dumps(result).encode())
+        controller.on_result(trial, 1, json.dumps(result).encode())
         controller.on_trial_ended(trial, "finished", "")
     assert controller.is_finished()
     study = controller.searcher.study
