@@ -9,8 +9,6 @@ returns; the worker uploads it.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import pickle
 import shutil
@@ -24,7 +22,7 @@ from typing import Any
 
 from tune_client.checkpoint import Checkpoint
 from tune_client.errors import TuneError
-from tune_client.progress_csv import RowFormatter, columns_of
+from tune_client.result_lines import ResultLines
 from tune_client.stopper import stop_criteria_reason
 
 _session: _TrialSession | None = None
@@ -98,32 +96,6 @@ class TrialContext:
         return 1
 
 
-def _json_default(value: Any) -> Any:
-    """Make numpy scalars and arrays, and anything else, JSON-writable."""
-    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return repr(value)
-
-
-def _finite_or_none(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def encode_result(result: dict) -> tuple[bytes, bool]:
-    """One result as compact JSON, and whether it was finite: NaN and
-    infinities become null."""
-    try:
-        text = json.dumps(result, default=_json_default, allow_nan=False)
-        finite = True
-    except ValueError:
-        cleaned = {k: _finite_or_none(v) for k, v in result.items()}
-        text = json.dumps(cleaned, default=_json_default)
-        finite = False
-    return text.encode(), finite
-
-
 def encode_message(message: tuple) -> bytes:
     """A message to the worker, as ``Connection.recv`` reads it.
 
@@ -155,9 +127,10 @@ class _TrialSession:
             "pid": os.getpid(),
         }
         self.send_lock = threading.Lock()
-        # progress.csv lines of this process's results; its columns come from
-        # the first result and go to the head with it.
-        self.progress: RowFormatter | None = None
+        # The result.json and progress.csv lines of this process's results.
+        self.lines = ResultLines()
+        self._date_second = -1
+        self._date_text = ""
 
     def report(self, metrics: dict, checkpoint: Checkpoint | None) -> None:
         if not isinstance(metrics, dict):
@@ -181,7 +154,7 @@ class _TrialSession:
             time_this_iter_s=this_iter,
             time_total_s=self.time_total_s,
             timestamp=int(now),
-            date=time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now)),
+            date=self._date(int(now)),
             done=False,
             time_since_restore=now - self.restore_time,
             iterations_since_restore=self.iterations_since_restore,
@@ -191,13 +164,8 @@ class _TrialSession:
         stop = self._meets_stop_criteria(result)
         if stop:
             result["done"] = True
-        result_json, finite = encode_result(result)
         with self.send_lock:  # one line buffer; lines go out in order
-            announced_columns = None
-            if self.progress is None:
-                announced_columns = columns_of(result)
-                self.progress = RowFormatter(announced_columns)
-            row = self.progress.row_of_report(result, result_json, finite)
+            result_json, row, announced_columns = self.lines.encode(result)
             message = (
                 "result",
                 result_json,
@@ -210,6 +178,13 @@ class _TrialSession:
             self.conn.send_bytes(encode_message(message))
         if stop:
             raise _StopRequested(stop)
+
+    def _date(self, second: int) -> str:
+        """The ``date`` field, formatted once a second however often we report."""
+        if second != self._date_second:
+            self._date_second = second
+            self._date_text = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(second))
+        return self._date_text
 
     def _meets_stop_criteria(self, result: dict) -> str:
         """The bound of RunConfig(stop={...}) this result reaches, if any.

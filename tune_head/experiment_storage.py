@@ -30,7 +30,7 @@ from typing import Any
 import cloudpickle
 
 from tune_client import storage
-from tune_client.progress_csv import RowFormatter, columns_of
+from tune_client.result_lines import RowFormatter, columns_of
 from tune_head.trial import CheckpointRecord, Trial, TrialStatus
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def _jsonable(value: Any) -> Any:
 class TrialLog:
     """The open result.json and progress.csv of one running trial.
 
-    Trials format their own progress.csv lines (``tune_client.progress_csv``);
+    Trials format their own progress.csv lines (``tune_client.result_lines``);
     a line is taken as is when the trial's columns are the file's, and made
     here from the result otherwise.
     """

@@ -9,8 +9,12 @@ import os
 import numpy as np
 import pytest
 
-from tune_client.progress_csv import RowFormatter, columns_of
-from tune_client.session import encode_result
+from tune_client.result_lines import (
+    ResultLines,
+    RowFormatter,
+    columns_of,
+    encode_result,
+)
 from tune_head.experiment_storage import TrialLog
 
 
@@ -41,23 +45,53 @@ def test_a_trials_line_is_the_line_of_its_result_json(result):
     assert "config" not in columns
 
 
+FLAT_RESULTS = {
+    "numbers": {"a": 1, "b": -0.0, "c": 1e100, "d": 2**70, "e": -3.25e-7},
+    "text": {"s": 'quote " comma , newline \n cr \r', "t": "ünïcode ✓", "u": ""},
+    "odd keys": {'k"ey': 1, "ключ": 2.5, "tab\tkey": None, "flag": True},
+}
+
+
+@pytest.mark.parametrize(
+    "result",
+    [*FLAT_RESULTS.values(), *TRICKY_RESULTS.values()],
+    ids=[*FLAT_RESULTS, *TRICKY_RESULTS],
+)
+def test_a_trials_two_lines_are_what_json_and_csv_would_write(result):
+    """The one-pass encoding is byte for byte json.dumps and csv.writer."""
+    lines = ResultLines()
+    result_json, row, announced = lines.encode(result)
+    assert announced == columns_of(result)
+    assert result_json == encode_result(result)[0]
+    assert row == RowFormatter(announced).row(json.loads(result_json))
+
+
+def test_later_results_keep_the_first_results_columns():
+    lines = ResultLines()
+    lines.encode({"loss": 1.0, "step": 1})
+    result_json, row, announced = lines.encode({"step": 2, "extra": "x"})
+    assert announced is None
+    assert json.loads(result_json) == {"step": 2, "extra": "x"}
+    assert row == b",2\r\n"
+
+
 def read_progress(folder) -> list[list[str]]:
     with open(os.path.join(folder, "progress.csv"), newline="") as f:
         return list(csv.reader(f))
 
 
-def report(log: TrialLog, formatter: RowFormatter, result: dict) -> None:
-    result_json, finite = encode_result(result)
-    row = formatter.row_of_report(result, result_json, finite)
+def report(log: TrialLog, lines: ResultLines, result: dict) -> None:
+    result_json, row, announced = lines.encode(result)
+    if announced:
+        log.trial_columns(announced)
     log.append(result_json, row, lambda: json.loads(result_json))
 
 
 def test_a_new_file_takes_the_trials_columns_and_lines(tmp_path):
     log = TrialLog(str(tmp_path))
-    formatter = RowFormatter(["loss", "training_iteration"])
-    log.trial_columns(formatter.columns)
+    lines = ResultLines()
     for i in (1, 2):
-        report(log, formatter, {"loss": 1 / i, "training_iteration": i})
+        report(log, lines, {"loss": 1 / i, "training_iteration": i})
     log.close()
     assert read_progress(tmp_path) == [
         ["loss", "training_iteration"],
@@ -72,15 +106,13 @@ def test_a_restarted_trial_with_other_columns_keeps_the_files_columns(tmp_path):
     """A trial that comes back reporting another metric must not write lines
     under a header they do not fit: the head makes them for the file's columns."""
     first = TrialLog(str(tmp_path))
-    formatter = RowFormatter(["loss", "training_iteration"])
-    first.trial_columns(formatter.columns)
-    report(first, formatter, {"loss": 1.0, "training_iteration": 1})
+    report(first, ResultLines(), {"loss": 1.0, "training_iteration": 1})
     first.close()
 
     again = TrialLog(str(tmp_path))
-    formatter = RowFormatter(["accuracy", "loss", "training_iteration"])
-    again.trial_columns(formatter.columns)
-    report(again, formatter, {"accuracy": 0.9, "loss": 0.5, "training_iteration": 2})
+    report(
+        again, ResultLines(), {"accuracy": 0.9, "loss": 0.5, "training_iteration": 2}
+    )
     again.close()
 
     assert read_progress(tmp_path) == [
