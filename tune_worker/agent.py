@@ -57,6 +57,7 @@ COLLECT_TIMEOUT_S = 0.02
 # Results that arrive within this long of each other travel in one batch:
 # each batch costs the head a flush and a round of scheduling decisions.
 BATCH_LINGER_S = 0.005
+BATCH_POLL_S = 0.001
 
 
 @dataclass
@@ -434,7 +435,10 @@ class WorkerAgent:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            more = self.processes.collect(left)
+            # Sleep rather than wake for each message: a trial reporting
+            # thousands of times a second otherwise costs a wake-up a result.
+            time.sleep(min(left, BATCH_POLL_S))
+            more = self.processes.collect(0)
             collected.results.extend(more.results)
             collected.ended.extend(more.ended)
         return collected
