@@ -130,7 +130,9 @@ class RunConfig:
     failure_config: FailureConfig = field(default_factory=FailureConfig)
     verbose: int | None = None
     progress_reporter: Any = None
-    log_to_file: bool = False
+    # True: the trial's stdout and stderr go to files "stdout" and "stderr" in
+    # its folder; a name: both into that file; a (stdout, stderr) pair of names.
+    log_to_file: bool | str | tuple[str, str] = False
 
     def __post_init__(self) -> None:
         if self.checkpoint_config is None:
@@ -140,6 +142,44 @@ class RunConfig:
         if self.storage_path is not None:
             self.storage_path = os.fspath(self.storage_path)
         _check_stop(self.stop)
+        log_file_names(self.log_to_file)
+
+    @property
+    def output_files(self) -> tuple[str, str] | None:
+        """Where trials write stdout and stderr, relative to their folders;
+        None to leave them on the worker's own output."""
+        return log_file_names(self.log_to_file)
+
+
+def log_file_names(log_to_file: Any) -> tuple[str, str] | None:
+    """``RunConfig.log_to_file`` as a (stdout, stderr) pair of names inside
+    the trial folder, or None. Raises on any other value, naming the fix."""
+    if log_to_file is False or log_to_file is None:
+        return None
+    if log_to_file is True:
+        return ("stdout", "stderr")
+    if isinstance(log_to_file, str):
+        names = (log_to_file, log_to_file)
+    elif (
+        isinstance(log_to_file, tuple | list)
+        and len(log_to_file) == 2
+        and all(isinstance(name, str) for name in log_to_file)
+    ):
+        names = (log_to_file[0], log_to_file[1])
+    else:
+        raise TuneConfigError(
+            f"RunConfig(log_to_file={log_to_file!r}): pass True, False, one file "
+            "name for both stdout and stderr, or a (stdout, stderr) pair of names."
+        )
+    for name in names:
+        parts = name.replace(os.sep, "/").split("/")
+        if not name or os.path.isabs(name) or ".." in parts:
+            raise TuneConfigError(
+                f"RunConfig(log_to_file=...): {name!r} is not a file name inside "
+                "the trial's folder. Give a relative name such as 'output.log'; "
+                "each trial writes its own copy in its folder."
+            )
+    return names
 
 
 def _check_stop(stop: Any) -> None:

@@ -56,6 +56,8 @@ class TrialStart:
     checkpoint_filesystem: Any = None
     # RunConfig(stop={metric: bound}): the trial ends after a result reaches one.
     stop_criteria: dict = field(default_factory=dict)
+    # RunConfig(log_to_file=...): (stdout, stderr) file names in trial_dir.
+    output_files: tuple[str, str] | None = None
     # CUDA devices of this trial; None when the worker has no GPUs.
     gpu_ids: list[int] | None = None
     # The unpacked working_dir of tune.init(working_dir=...), put on sys.path.
@@ -296,6 +298,8 @@ def run_trial_process(conn: Any, start: TrialStart) -> None:
     os.makedirs(start.trial_dir, exist_ok=True)
     os.makedirs(start.staging_dir, exist_ok=True)
     os.chdir(start.trial_dir)
+    if start.output_files:
+        _send_output_to_files(*start.output_files)
     if start.gpu_ids is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, start.gpu_ids))
     if start.working_dir:
@@ -314,7 +318,37 @@ def run_trial_process(conn: Any, start: TrialStart) -> None:
         outcome = ("finished", "")
     except BaseException:  # noqa: BLE001 - the trial's failure is its result
         outcome = ("error", traceback.format_exc())
+    _flush_output()  # os._exit below drops what Python still buffers
     with _session.send_lock:
         conn.send_bytes(encode_message(outcome))
     conn.close()
     os._exit(0)
+
+
+def _send_output_to_files(stdout_name: str, stderr_name: str) -> None:
+    """Point file descriptors 1 and 2 at files in the trial folder (the
+    working directory), so output from C extensions and subprocesses lands
+    there too. Files are appended to: a retried trial adds to its first run's
+    output. Lines are written as they are printed, so the files can be
+    followed while the trial runs."""
+    _flush_output()
+    opened: dict[str, int] = {}
+    for fd, name in ((1, stdout_name), (2, stderr_name)):
+        path = os.path.abspath(name)
+        if path not in opened:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            opened[path] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(opened[path], fd)
+    for descriptor in opened.values():
+        os.close(descriptor)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken by the trainable
+            pass

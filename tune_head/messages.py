@@ -28,6 +28,7 @@ def start_trial(
     spec = exp.controller.spec
     latest = trial.restore_point
     filesystem = spec.run_config.storage_filesystem
+    stdout_file, stderr_file = spec.run_config.output_files or ("", "")
     return tune_pb2.StartTrial(
         experiment_id=exp.experiment_id,
         experiment_name=spec.name,
@@ -48,6 +49,8 @@ def start_trial(
         storage_mode=storage_mode,
         stop_criteria_json=stop_criteria_json(spec.run_config.stop),
         working_dir_object_id=spec.working_dir_object_id,
+        stdout_file=stdout_file,
+        stderr_file=stderr_file,
         storage_filesystem_pickle=(
             cloudpickle.dumps(filesystem) if filesystem is not None else b""
         ),

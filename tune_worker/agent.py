@@ -397,6 +397,11 @@ class WorkerAgent:
             stream_to_head=stream,
             run_id=command.run_id,
             stop_criteria=json.loads(command.stop_criteria_json or b"{}"),
+            output_files=(
+                (command.stdout_file, command.stderr_file)
+                if command.stdout_file
+                else None
+            ),
             storage_filesystem=filesystem,
             checkpoint_filesystem=checkpoint_filesystem,
         )

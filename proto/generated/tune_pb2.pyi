@@ -184,7 +184,7 @@ class DrainWorkerReply(_message.Message):
     def __init__(self, trial_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StartTrial(_message.Message):
-    __slots__ = ("experiment_id", "experiment_name", "trial_id", "trial_name", "trainable_object_id", "object_ids", "config_pickle", "trial_path", "restore_checkpoint_path", "restore_iteration", "restore_time_total_s", "next_checkpoint_index", "resources", "storage_mode", "storage_filesystem_pickle", "stop_criteria_json", "working_dir_object_id", "run_id")
+    __slots__ = ("experiment_id", "experiment_name", "trial_id", "trial_name", "trainable_object_id", "object_ids", "config_pickle", "trial_path", "restore_checkpoint_path", "restore_iteration", "restore_time_total_s", "next_checkpoint_index", "resources", "storage_mode", "storage_filesystem_pickle", "stop_criteria_json", "working_dir_object_id", "run_id", "stdout_file", "stderr_file")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -210,6 +210,8 @@ class StartTrial(_message.Message):
     STOP_CRITERIA_JSON_FIELD_NUMBER: _ClassVar[int]
     WORKING_DIR_OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FILE_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FILE_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     experiment_name: str
     trial_id: str
@@ -228,7 +230,9 @@ class StartTrial(_message.Message):
     stop_criteria_json: bytes
     working_dir_object_id: str
     run_id: str
-    def __init__(self, experiment_id: _Optional[str] = ..., experiment_name: _Optional[str] = ..., trial_id: _Optional[str] = ..., trial_name: _Optional[str] = ..., trainable_object_id: _Optional[str] = ..., object_ids: _Optional[_Iterable[str]] = ..., config_pickle: _Optional[bytes] = ..., trial_path: _Optional[str] = ..., restore_checkpoint_path: _Optional[str] = ..., restore_iteration: _Optional[int] = ..., restore_time_total_s: _Optional[float] = ..., next_checkpoint_index: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., storage_mode: _Optional[_Union[StorageMode, str]] = ..., storage_filesystem_pickle: _Optional[bytes] = ..., stop_criteria_json: _Optional[bytes] = ..., working_dir_object_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+    stdout_file: str
+    stderr_file: str
+    def __init__(self, experiment_id: _Optional[str] = ..., experiment_name: _Optional[str] = ..., trial_id: _Optional[str] = ..., trial_name: _Optional[str] = ..., trainable_object_id: _Optional[str] = ..., object_ids: _Optional[_Iterable[str]] = ..., config_pickle: _Optional[bytes] = ..., trial_path: _Optional[str] = ..., restore_checkpoint_path: _Optional[str] = ..., restore_iteration: _Optional[int] = ..., restore_time_total_s: _Optional[float] = ..., next_checkpoint_index: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., storage_mode: _Optional[_Union[StorageMode, str]] = ..., storage_filesystem_pickle: _Optional[bytes] = ..., stop_criteria_json: _Optional[bytes] = ..., working_dir_object_id: _Optional[str] = ..., run_id: _Optional[str] = ..., stdout_file: _Optional[str] = ..., stderr_file: _Optional[str] = ...) -> None: ...
 
 class FileChunk(_message.Message):
     __slots__ = ("trial_id", "folder", "relative_path", "data", "last_of_file", "run_id")

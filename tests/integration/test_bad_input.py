@@ -407,3 +407,22 @@ def test_checkpoint_frequency_is_refused_for_function_trainables(storage):
 def test_a_gpu_request_no_device_can_meet_fails_at_once(gpus):
     with pytest.raises(TuneConfigError, match="share of one GPU"):
         tune.with_resources(boom_trainable, {"cpu": 1, "gpu": gpus})
+
+
+@pytest.mark.parametrize(
+    "log_to_file, named",
+    [
+        (3, "log_to_file=3"),
+        (("only_one",), "log_to_file=('only_one',)"),
+        (("a", "b", "c"), "('a', 'b', 'c')"),
+        ("/var/log/trial.log", "'/var/log/trial.log'"),
+        ("../outside.log", "'../outside.log'"),
+        (("out.txt", ""), "''"),
+    ],
+)
+def test_bad_log_to_file_fails_at_construction_naming_the_value(log_to_file, named):
+    with pytest.raises(TuneConfigError) as raised:
+        tune.RunConfig(log_to_file=log_to_file)
+    message = str(raised.value)
+    assert "log_to_file" in message
+    assert named in message

@@ -131,6 +131,25 @@ def test_s3_retry_resumes_from_the_bucket_checkpoint(s3):
     assert result.metrics["iterations_since_restore"] == 2
 
 
+def printing(config):
+    print(f"trial says {config['a']}")
+    tune.report({"metric": config["a"]})
+
+
+def test_log_to_file_lands_in_the_bucket(s3):
+    results = tune.Tuner(
+        printing,
+        param_space={"a": tune.grid_search([1, 2])},
+        run_config=quiet(storage_path=f"s3://{BUCKET}/logs", log_to_file=True),
+    ).fit()
+    assert results.num_errors == 0
+    for result in results:
+        folder = result.path.removeprefix("s3://")
+        said = s3.cat_file(f"{folder}/stdout").decode()
+        assert said == f"trial says {result.config['a']}\n"
+        assert s3.cat_file(f"{folder}/stderr") == b""
+
+
 def test_num_to_keep_leaves_two_checkpoints_in_the_bucket(s3):
     results = tune.Tuner(
         checkpointing,

@@ -433,3 +433,88 @@ def test_back_to_back_fits_keep_separate_experiments(storage):
             f"{results.experiment_path} no longer holds the experiment that ran x={x}"
         )
     assert first_results.experiment_path != second_results.experiment_path
+
+
+# ---------------------------------------------------------------------------
+# Trial output: RunConfig(log_to_file=...)
+# ---------------------------------------------------------------------------
+
+
+def chatty_trainable(config):
+    """Writes to both streams the ways trainables do, and fails its first run
+    when asked, to show that a retried trial appends to its files."""
+    import sys
+
+    print("stdout via print")
+    print("stderr via print", file=sys.stderr)
+    os.write(1, b"stdout via fd 1\n")
+    tune.report({"done": 1})
+    if config.get("fail_first") and not os.path.exists("failed_once"):
+        open("failed_once", "w").close()
+        raise RuntimeError("failing once on purpose")
+    print("stdout after the last report")  # still buffered when the trial ends
+
+
+def read_trial_file(trial_path: str, name: str) -> list[str]:
+    with open(os.path.join(trial_path, name)) as f:
+        return f.read().splitlines()
+
+
+STDOUT_LINES = ["stdout via print", "stdout via fd 1", "stdout after the last report"]
+
+
+@pytest.mark.parametrize(
+    "log_to_file, stdout_name, stderr_name",
+    [
+        (True, "stdout", "stderr"),
+        (("logs/out.txt", "logs/err.txt"), "logs/out.txt", "logs/err.txt"),
+    ],
+)
+def test_log_to_file_writes_each_stream_into_the_trial_folder(
+    storage, log_to_file, stdout_name, stderr_name
+):
+    results = Tuner(chatty_trainable, run_config=quiet(log_to_file=log_to_file)).fit()
+
+    assert results.num_errors == 0, [str(e) for e in results.errors]
+    path = results[0].path
+    assert read_trial_file(path, stdout_name) == STDOUT_LINES
+    assert read_trial_file(path, stderr_name) == ["stderr via print"]
+
+
+def test_log_to_file_with_one_name_takes_both_streams_in_order(storage):
+    results = Tuner(chatty_trainable, run_config=quiet(log_to_file="output.log")).fit()
+
+    assert results.num_errors == 0, [str(e) for e in results.errors]
+    path = results[0].path
+    assert read_trial_file(path, "output.log") == [
+        "stdout via print",
+        "stderr via print",
+        "stdout via fd 1",
+        "stdout after the last report",
+    ]
+    assert not os.path.exists(os.path.join(path, "stdout"))
+
+
+def test_without_log_to_file_the_trial_folder_has_no_output_files(storage):
+    results = Tuner(chatty_trainable, run_config=quiet()).fit()
+
+    assert results.num_errors == 0, [str(e) for e in results.errors]
+    names = set(os.listdir(results[0].path))
+    assert not names & {"stdout", "stderr"}, names
+
+
+def test_a_retried_trial_appends_to_its_output_files(storage):
+    results = Tuner(
+        chatty_trainable,
+        param_space={"fail_first": True},
+        run_config=quiet(
+            log_to_file=True, failure_config=tune.FailureConfig(max_failures=1)
+        ),
+    ).fit()
+
+    assert results.num_errors == 0, [str(e) for e in results.errors]
+    path = results[0].path
+    first_run = ["stdout via print", "stdout via fd 1"]
+    assert read_trial_file(path, "stdout") == first_run + STDOUT_LINES
+    stderr = read_trial_file(path, "stderr")
+    assert stderr.count("stderr via print") == 2, stderr
