@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
 import secrets
 import socket
+import sys
 import tempfile
 import threading
 
@@ -131,6 +133,26 @@ def _resources(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dic
     return {k: v for k, v in resources.items() if v > 0}
 
 
+def warn_of_missing_preloads(preload: tuple[str, ...]) -> list[str]:
+    """Log each --preload module this machine cannot import, and return them.
+
+    The template skips such a module without a word, so a misspelt name
+    would only show as slow trial starts.
+    """
+    missing = [
+        name for name in preload if importlib.util.find_spec(name.split(".")[0]) is None
+    ]
+    for name in missing:
+        log.warning(
+            "--preload module %r is not installed for %s; trials that need it "
+            "will fail to import it. Install it, or drop it from --preload / "
+            "TUNE_WORKER_PRELOAD.",
+            name,
+            sys.executable,
+        )
+    return missing
+
+
 def _node_ip_towards(head: str) -> str:
     """The local address this machine uses to reach the head."""
     host = head.rsplit(":", 1)[0].strip("[]")
@@ -167,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
             "no cluster token given (--token or TUNE_TOKEN); the head will "
             "refuse this worker"
         )
+    warn_of_missing_preloads(config.preload)
     os.makedirs(config.work_dir, exist_ok=True)
     agent = WorkerAgent(config)
 

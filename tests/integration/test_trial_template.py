@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from tests.conftest import daemon_env
+import tune_client as tune
+from tests.conftest import daemon_env, wait_for
 from tune_worker.trial_processes import DEFAULT_PRELOAD, preload_from_command_line
 
 SCRIPT = """
@@ -61,3 +62,30 @@ def test_preload_is_read_from_the_flag_then_the_environment():
     assert preload_from_command_line(["--preload="], {}) == ()
     assert preload_from_command_line([], {"TUNE_WORKER_PRELOAD": "jax"}) == ("jax",)
     assert preload_from_command_line(["--cpus", "2"], {}) == DEFAULT_PRELOAD
+
+
+def report_loaded(config):
+    import sys
+
+    tune.report({"pandas_loaded": "pandas" in sys.modules})
+
+
+def test_a_preload_that_is_not_installed_is_named_in_the_worker_log(
+    daemons, connect, tmp_path
+):
+    daemons.start_head()
+    daemons.start_worker("--preload", "pandas,no_such_module_for_tune_tests")
+    client = connect(daemons)
+    wait_for(lambda: len(client.status().workers) == 1, 20, "the worker")
+
+    results = tune.Tuner(
+        report_loaded,
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "out"), verbose=0),
+    ).fit()
+
+    # The other preloads still load, and trials run.
+    assert results.num_errors == 0, results.errors
+    assert results[0].metrics["pandas_loaded"] is True
+    worker_log = (tmp_path / "worker-1.log").read_text()
+    assert "'no_such_module_for_tune_tests' is not installed" in worker_log, worker_log
+    assert "'pandas' is not installed" not in worker_log
