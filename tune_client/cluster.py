@@ -48,15 +48,30 @@ def init(
     *,
     token: str | None = None,
     working_dir: str | None = None,
+    log_to_driver: bool = True,
 ) -> None:
-    """Choose the cluster to submit to; ``None`` means the embedded cluster."""
+    """Choose the cluster to submit to; ``None`` means the embedded cluster.
+
+    ``log_to_driver=False`` keeps trials' output off this process's terminal
+    (it is still in the workers' own output).
+    """
     global _client
     with _lock:
         if _client is not None:
             _client.close()
             _client = None
         _init_args.clear()
-        _init_args.update(address=address, token=token, working_dir=working_dir)
+        _init_args.update(
+            address=address,
+            token=token,
+            working_dir=working_dir,
+            log_to_driver=log_to_driver,
+        )
+
+
+def log_to_driver() -> bool:
+    """Whether ``fit()`` prints what trials write (``tune.init``)."""
+    return bool(_init_args.get("log_to_driver", True))
 
 
 def working_dir() -> str:

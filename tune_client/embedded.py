@@ -68,9 +68,18 @@ class EmbeddedCluster:
         ]
         if self.cpus is not None:
             worker_args += ["--cpus", str(self.cpus)]
+        if not os.environ.get("TUNE_WORKER_OUTPUT_RATE"):
+            # Trials print here as a local script would; the worker's copy
+            # of their output goes when the session does.
+            worker_args += ["--output-rate", "0"]
         if not os.environ.get("TUNE_WORKER_PRELOAD"):
             worker_args += ["--preload", ",".join(_modules_trials_will_use())]
-        self.processes["worker"] = self._spawn("tune_worker", worker_args, env)
+        # Trials' output reaches this process through the head; the worker's
+        # own copy of it goes to a file, so the terminal shows it once.
+        with open(os.path.join(self.session_dir, "worker.out"), "ab") as out:
+            self.processes["worker"] = self._spawn(
+                "tune_worker", worker_args, env, stdout=out
+            )
         self.processes["head"] = self._spawn(
             "tune_head",
             [
@@ -137,11 +146,14 @@ class EmbeddedCluster:
             env.pop(name, None)
         return env
 
-    def _spawn(self, module: str, args: list[str], env: dict) -> subprocess.Popen:
+    def _spawn(
+        self, module: str, args: list[str], env: dict, stdout=None
+    ) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", module, *args],
             env=env,
             stdin=subprocess.DEVNULL,
+            stdout=stdout,
             start_new_session=True,
         )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 
 import cloudpickle
@@ -25,6 +26,7 @@ from tune_client.checkpoint import Checkpoint
 from tune_client.errors import TrialError
 from tune_client.result_grid import Result
 from tune_client.stopper import missing_stop_keys_message, stop_criteria_reason
+from tune_client.trial_output import STDERR, OutputLines
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +76,16 @@ class ExperimentRun:
     """Follows one experiment's events: callbacks, progress and the final grid."""
 
     def __init__(
-        self, client, experiment_id: str, callbacks, reporter, stop=None
+        self,
+        client,
+        experiment_id: str,
+        callbacks,
+        reporter,
+        stop=None,
+        show_output: bool = True,
     ) -> None:
-        """``stop`` is ``RunConfig.stop``: a dict's keys are checked in results."""
+        """``stop`` is ``RunConfig.stop``: a dict's keys are checked in results.
+        ``show_output``: print what trials write, as ``(trial name) line``."""
         self.client = client
         self.experiment_id = experiment_id
         self.callbacks = callbacks
@@ -91,6 +100,7 @@ class ExperimentRun:
         # history hands them only what they have not seen.
         self._delivered_iteration: dict[str, int] = {}
         self._delivered_checkpoints: set[tuple[str, str]] = set()
+        self.output = OutputLines() if show_output else None
 
     def follow(self) -> tune_pb2.ExperimentEnded:
         """Handle events until the experiment ends, riding out reconnects."""
@@ -140,10 +150,13 @@ class ExperimentRun:
             self._on_trial_updated(event.trial_updated)
         elif kind == "checkpoint":
             self._on_checkpoint(event.checkpoint)
+        elif kind == "output":
+            self._on_output(event.output)
         elif kind == "experiment_ended":
             self.ended = event.experiment_ended
             for info in self.ended.trials:
                 self._view(info)
+                self._finish_output(info.trial_id)
 
     def _view(self, info: tune_pb2.TrialInfo) -> TrialView:
         trial = self.trials.get(info.trial_id)
@@ -168,6 +181,23 @@ class ExperimentRun:
         if self.callbacks:
             trial.last_result.setdefault("config", trial.config)
             self._call("on_trial_result", trial=trial, result=trial.last_result)
+
+    def _on_output(self, message: tune_pb2.TrialOutput) -> None:
+        trial = self.trials.get(message.trial_id)
+        if self.output is None or trial is None:
+            return
+        text = self.output.take(
+            trial.trial_id, trial.trial_name, message.stream, message.data
+        )
+        _print_output(message.stream, text)
+
+    def _finish_output(self, trial_id: str) -> None:
+        """Print the unfinished last line of an ended trial's output."""
+        trial = self.trials.get(trial_id)
+        if self.output is None or trial is None:
+            return
+        for stream, text in self.output.finish(trial_id, trial.trial_name):
+            _print_output(stream, text)
 
     def _on_checkpoint(self, message: tune_pb2.CheckpointPersisted) -> None:
         trial = self.trials.get(message.trial_id)
@@ -213,6 +243,8 @@ class ExperimentRun:
             )
         if trial.status == old_status:
             return
+        if old_status == "RUNNING":
+            self._finish_output(trial.trial_id)
         if trial.status == "RUNNING":
             hook = "on_trial_restore" if trial.num_failures else "on_trial_start"
             self._call(hook, trial=trial)
@@ -232,6 +264,13 @@ class ExperimentRun:
         trials = list(self.trials.values())
         for callback in self.callbacks:
             callback.on_experiment_end(trials=trials)
+
+
+def _print_output(stream: int, text: str) -> None:
+    if text:
+        out = sys.stderr if stream == STDERR else sys.stdout
+        out.write(text)
+        out.flush()
 
 
 def result_from_info(info: tune_pb2.TrialInfo, filesystem=None) -> Result:

@@ -58,6 +58,9 @@ class TrialStart:
     stop_criteria: dict = field(default_factory=dict)
     # RunConfig(log_to_file=...): (stdout, stderr) file names in trial_dir.
     output_files: tuple[str, str] | None = None
+    # Otherwise: send stdout and stderr to the worker, to be passed on to
+    # the client, instead of writing them to the worker's own output.
+    forward_output: bool = False
     # CUDA devices of this trial; None when the worker has no GPUs.
     gpu_ids: list[int] | None = None
     # The unpacked working_dir of tune.init(working_dir=...), put on sys.path.
@@ -298,6 +301,7 @@ def run_trial_process(conn: Any, start: TrialStart) -> None:
     os.makedirs(start.trial_dir, exist_ok=True)
     os.makedirs(start.staging_dir, exist_ok=True)
     os.chdir(start.trial_dir)
+    forwarder = None
     if start.output_files:
         _send_output_to_files(*start.output_files)
     if start.gpu_ids is not None:
@@ -305,6 +309,8 @@ def run_trial_process(conn: Any, start: TrialStart) -> None:
     if start.working_dir:
         sys.path.insert(0, start.working_dir)
     _session = _TrialSession(start, conn)
+    if start.forward_output and not start.output_files:
+        forwarder = _OutputForwarder(_session)
     threading.Thread(target=_watch_for_stop, args=(conn,), daemon=True).start()
     try:
         with open(start.trainable_path, "rb") as f:
@@ -319,6 +325,8 @@ def run_trial_process(conn: Any, start: TrialStart) -> None:
     except BaseException:  # noqa: BLE001 - the trial's failure is its result
         outcome = ("error", traceback.format_exc())
     _flush_output()  # os._exit below drops what Python still buffers
+    if forwarder is not None:
+        forwarder.close()
     with _session.send_lock:
         conn.send_bytes(encode_message(outcome))
     conn.close()
@@ -344,6 +352,61 @@ def _send_output_to_files(stdout_name: str, stderr_name: str) -> None:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(line_buffering=True)
+
+
+class _OutputForwarder:
+    """Sends what the trial writes to file descriptors 1 and 2 to the worker.
+
+    The descriptors become pipes read by a thread here, so output from C
+    extensions and child processes goes along too, and a trial that writes
+    nothing costs nothing.
+    """
+
+    READ_SIZE = 1 << 16
+
+    def __init__(self, session: _TrialSession) -> None:
+        self.session = session
+        _flush_output()
+        self.streams: dict[int, int] = {}  # read end -> 1 or 2
+        for fd in (1, 2):
+            read_end, write_end = os.pipe()
+            os.dup2(write_end, fd)
+            os.close(write_end)
+            self.streams[read_end] = fd
+        for stream in (sys.stdout, sys.stderr):
+            if hasattr(stream, "reconfigure"):
+                stream.reconfigure(line_buffering=True)
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        import select
+
+        open_ends = set(self.streams)
+        while open_ends:
+            ready, _, _ = select.select(list(open_ends), [], [])
+            for read_end in ready:
+                data = os.read(read_end, self.READ_SIZE)
+                if not data:
+                    open_ends.discard(read_end)
+                    os.close(read_end)
+                    continue
+                message = encode_message(("output", self.streams[read_end], data))
+                try:
+                    with self.session.send_lock:
+                        self.session.conn.send_bytes(message)
+                except (OSError, ValueError):  # the worker is gone, or we ended
+                    return
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Send what is left: the pipes close when 1 and 2 point elsewhere
+        (unless a child process the trial left running still holds them)."""
+        _flush_output()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        self.thread.join(timeout)
 
 
 def _flush_output() -> None:

@@ -166,7 +166,13 @@ class Tuner:
         _check_objects_present(client, spec)
         callbacks = self._callbacks(spec)  # a failing setup stops us before trials
         reply = client.submit(self._submit_request(spec, storage_path))
-        run = ExperimentRun(client, reply.experiment_id, callbacks, reporter)
+        run = ExperimentRun(
+            client,
+            reply.experiment_id,
+            callbacks,
+            reporter,
+            show_output=cluster.log_to_driver(),
+        )
         ended = self._follow(client, run, reply)
         run.reporter.final(list(run.trials.values()), ended.experiment_path)
         if ended.error:

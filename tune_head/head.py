@@ -17,6 +17,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -53,6 +54,8 @@ _OUTCOMES = {
 }
 STATE_WRITE_INTERVAL_S = 0.5
 ORPHAN_SWEEP_INTERVAL_S = 60.0
+# Trial output kept per experiment for watchers that connect or reconnect.
+OUTPUT_KEPT_BYTES = 8 << 20
 
 
 class UnknownExperimentError(KeyError):
@@ -75,10 +78,31 @@ class Experiment:
     # A trial ended: the searcher learned from it; saved on the next tick.
     searcher_dirty: bool = False
     last_turn: int = 0  # when a trial of this experiment was last placed
+    # Indexes into ``events`` of the trial output still kept, oldest first.
+    output_kept: deque[int] = field(default_factory=deque)
+    output_kept_bytes: int = 0
+    output_kept_limit: int = OUTPUT_KEPT_BYTES
 
     @property
     def name(self) -> str:
         return self.controller.spec.name
+
+    def add_output(self, output: tune_pb2.TrialOutput) -> None:
+        """Queue trial output for watchers, keeping only the latest
+        ``output_kept_limit`` bytes of it: output is for people following
+        along, and an experiment may run for days."""
+        sequence = len(self.events) + 1
+        self.events.append(tune_pb2.ExperimentEvent(sequence=sequence, output=output))
+        self.output_kept.append(sequence - 1)
+        self.output_kept_bytes += len(output.data)
+        while (
+            self.output_kept_bytes > self.output_kept_limit
+            and len(self.output_kept) > 1
+        ):
+            index = self.output_kept.popleft()
+            self.output_kept_bytes -= len(self.events[index].output.data)
+            # A new, empty event: a watcher may be sending the old one now.
+            self.events[index] = tune_pb2.ExperimentEvent(sequence=index + 1)
 
     @property
     def path(self) -> str:
@@ -273,6 +297,8 @@ class Head:
                 self._on_checkpoint(worker_id, message.checkpoint)
             elif kind == "trial_ended":
                 self._on_trial_ended(worker_id, message.trial_ended)
+            elif kind == "output":
+                self._on_output(worker_id, message.output)
             if message.sequence:
                 ack = tune_pb2.ResultsAck(sequence=message.sequence)
                 handle.send(tune_pb2.HeadCommand(results_ack=ack))
@@ -368,6 +394,13 @@ class Head:
             )
         )
         return True
+
+    def _on_output(self, worker_id: str, batch: tune_pb2.TrialOutputBatch) -> None:
+        for item in batch.items:
+            found = self._find_trial_on(worker_id, item.trial_id)
+            if found is not None:
+                found[0].add_output(item)
+        self.changed.notify_all()
 
     def _on_checkpoint(
         self, worker_id: str, message: tune_pb2.CheckpointPersisted

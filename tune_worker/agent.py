@@ -16,10 +16,12 @@ import queue
 import random
 import shutil
 import socket
+import sys
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import cloudpickle
 import grpc
@@ -29,6 +31,7 @@ from tune_client import storage
 from tune_client.auth import TlsFiles, open_channel, token_metadata
 from tune_client.file_transfer import file_chunks, write_chunks
 from tune_client.session import TrialStart
+from tune_client.trial_output import OutputBudget, OutputLines
 from tune_worker import DEFAULT_PRELOAD
 from tune_worker.gpus import GpuIds
 from tune_worker.object_cache import ObjectCache, default_directory
@@ -58,6 +61,8 @@ COLLECT_TIMEOUT_S = 0.02
 # each batch costs the head a flush and a round of scheduling decisions.
 BATCH_LINGER_S = 0.005
 BATCH_POLL_S = 0.001
+# Trial output goes to the head in messages of about this size at most.
+OUTPUT_BATCH_BYTES = 1 << 20
 
 
 @dataclass
@@ -76,6 +81,8 @@ class WorkerConfig:
     head_port_file: str = ""
     # Modules the trial template imports once, so trials need not.
     preload: tuple[str, ...] = DEFAULT_PRELOAD
+    # Bytes a second of each trial's output sent on to the client; 0: all.
+    output_rate: int = OutputBudget.DEFAULT_BYTES_PER_S
 
 
 class WorkerAgent:
@@ -83,6 +90,9 @@ class WorkerAgent:
         self.config = config
         self.metadata = token_metadata(config.token)
         self.processes = TrialProcesses(config.preload)
+        # Trials' output, printed as whole lines and budgeted per trial.
+        self.output_lines = OutputLines()
+        self.output_budgets: dict[str, OutputBudget] = {}
         self.uploader = Uploader(self._send, self._stream_upload)
         self.gpus = GpuIds(config.resources.get("gpu", 0.0))
         self.working_dirs = WorkingDirs(os.path.join(config.work_dir, "working_dirs"))
@@ -240,6 +250,13 @@ class WorkerAgent:
                     heartbeat=tune_pb2.Heartbeat(unix_time=time.time())
                 )
             )
+
+    def _send_unnumbered(self, message: tune_pb2.WorkerMessage) -> None:
+        """Send now if connected, else drop: for what need not survive a
+        reconnect."""
+        stream_queue = self._stream_queue
+        if stream_queue is not None:
+            stream_queue.put(message)
 
     def _send(self, message: tune_pb2.WorkerMessage) -> None:
         """Number the message and send it now if connected; it is kept, and sent
@@ -402,6 +419,7 @@ class WorkerAgent:
                 if command.stdout_file
                 else None
             ),
+            forward_output=not command.stdout_file,
             storage_filesystem=filesystem,
             checkpoint_filesystem=checkpoint_filesystem,
         )
@@ -426,6 +444,8 @@ class WorkerAgent:
                             report.metrics_json,
                         )
                     )
+            if collected.output:
+                self._pass_on_output(collected.output)
             for trial, outcome, error in collected.ended:
                 self._on_trial_ended(trial, outcome, error)
 
@@ -443,13 +463,54 @@ class WorkerAgent:
             # Sleep rather than wake for each message: a trial reporting
             # thousands of times a second otherwise costs a wake-up a result.
             time.sleep(min(left, BATCH_POLL_S))
-            more = self.processes.collect(0)
-            collected.results.extend(more.results)
-            collected.ended.extend(more.ended)
+            collected.extend(self.processes.collect(0))
         return collected
+
+    def _pass_on_output(self, output: list[tuple[Any, int, bytes]]) -> None:
+        """Print trials' output here, for operators, and send it on to the
+        head for the client, as much of it as each trial's budget allows."""
+        now = time.monotonic()
+        items, size = [], 0
+        for trial, stream, data in output:
+            name = trial.start.trial_name
+            self._print_output(
+                self.output_lines.take(trial.trial_id, name, stream, data)
+            )
+            budget = self.output_budgets.get(trial.trial_id)
+            if budget is None:
+                budget = self.output_budgets[trial.trial_id] = OutputBudget(
+                    now, self.config.output_rate
+                )
+            passed = budget.admit(data, now)
+            if passed is None:
+                continue
+            items.append(
+                tune_pb2.TrialOutput(
+                    trial_id=trial.trial_id, stream=stream, data=passed
+                )
+            )
+            size += len(passed)
+            if size >= OUTPUT_BATCH_BYTES:
+                self._send_output(items)
+                items, size = [], 0
+        if items:
+            self._send_output(items)
+
+    def _send_output(self, items: list[tune_pb2.TrialOutput]) -> None:
+        batch = tune_pb2.TrialOutputBatch(items=items)
+        self._send_unnumbered(tune_pb2.WorkerMessage(output=batch))
+
+    @staticmethod
+    def _print_output(text: str) -> None:
+        if text:
+            sys.stdout.write(text)
+            sys.stdout.flush()
 
     def _on_trial_ended(self, trial, outcome: str, error: str) -> None:
         log.info("trial %s ended: %s", trial.start.trial_name, outcome)
+        for _, text in self.output_lines.finish(trial.trial_id, trial.start.trial_name):
+            self._print_output(text)
+        self.output_budgets.pop(trial.trial_id, None)
         self.objects.release(trial.trial_id)
         self.gpus.release(trial.trial_id)
         start = trial.start

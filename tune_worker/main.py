@@ -22,6 +22,7 @@ from tune_client.daemon import (
     on_termination,
     setup_logging,
 )
+from tune_client.trial_output import OutputBudget
 from tune_worker import DEFAULT_PRELOAD
 from tune_worker.agent import WorkerAgent, WorkerConfig
 from tune_worker.trial_processes import PRELOAD_FLAG, parse_preload
@@ -81,6 +82,14 @@ def parse_config(
         help="modules trials import, comma-separated, loaded once by the "
         "template trials are forked from; '' for none",
     )
+    parser.add_flag(
+        "--output-rate",
+        type=int,
+        default=OutputBudget.DEFAULT_BYTES_PER_S,
+        help="bytes a second of each trial's output sent on to the client, "
+        "after a burst of four seconds' worth; 0 for no limit. This worker's "
+        "own output always has all of it",
+    )
     parser.add_flag("--log-level", default="INFO")
     parser.add_flag("--log-file", default=None)
     parser.add_flag(
@@ -107,7 +116,10 @@ def parse_config(
         object_cache_memory=args.object_cache_memory
         or int(psutil.virtual_memory().total * 0.3),
         preload=parse_preload(args.preload),
+        output_rate=args.output_rate,
     )
+    if args.output_rate < 0:
+        parser.error("--output-rate must be 0 (no limit) or more bytes a second")
     return config, args
 
 

@@ -161,6 +161,13 @@ class Collected:
 
     results: list[TrialReport] = field(default_factory=list)
     ended: list[tuple[RunningTrial, str, str]] = field(default_factory=list)
+    # (trial, 1 or 2 for stdout or stderr, bytes as the trial wrote them)
+    output: list[tuple[RunningTrial, int, bytes]] = field(default_factory=list)
+
+    def extend(self, more: Collected) -> None:
+        self.results.extend(more.results)
+        self.ended.extend(more.ended)
+        self.output.extend(more.output)
 
 
 class TrialProcesses:
@@ -232,6 +239,8 @@ class TrialProcesses:
         for message in messages:
             if message[0] == "result":
                 collected.results.append(TrialReport(trial, *message[1:]))
+            elif message[0] == "output":
+                collected.output.append((trial, message[1], message[2]))
             else:
                 trial.outcome = (message[0], message[1])
         if closed:

@@ -80,20 +80,38 @@ class RegisterWorkerReply(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[float] = ..., stale_trial_ids: _Optional[_Iterable[str]] = ..., head_hostname: _Optional[str] = ..., object_dir: _Optional[str] = ..., object_port: _Optional[int] = ...) -> None: ...
 
 class WorkerMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "results", "checkpoint", "trial_ended", "sequence")
+    __slots__ = ("hello", "heartbeat", "results", "checkpoint", "trial_ended", "output", "sequence")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     TRIAL_ENDED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     hello: WorkerHello
     heartbeat: Heartbeat
     results: ResultBatch
     checkpoint: CheckpointPersisted
     trial_ended: TrialEnded
+    output: TrialOutputBatch
     sequence: int
-    def __init__(self, hello: _Optional[_Union[WorkerHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., results: _Optional[_Union[ResultBatch, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointPersisted, _Mapping]] = ..., trial_ended: _Optional[_Union[TrialEnded, _Mapping]] = ..., sequence: _Optional[int] = ...) -> None: ...
+    def __init__(self, hello: _Optional[_Union[WorkerHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., results: _Optional[_Union[ResultBatch, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointPersisted, _Mapping]] = ..., trial_ended: _Optional[_Union[TrialEnded, _Mapping]] = ..., output: _Optional[_Union[TrialOutputBatch, _Mapping]] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class TrialOutput(_message.Message):
+    __slots__ = ("trial_id", "stream", "data")
+    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    trial_id: str
+    stream: int
+    data: bytes
+    def __init__(self, trial_id: _Optional[str] = ..., stream: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class TrialOutputBatch(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[TrialOutput]
+    def __init__(self, items: _Optional[_Iterable[_Union[TrialOutput, _Mapping]]] = ...) -> None: ...
 
 class WorkerHello(_message.Message):
     __slots__ = ("worker_id",)
@@ -387,20 +405,22 @@ class TrialInfo(_message.Message):
     def __init__(self, trial_id: _Optional[str] = ..., trial_name: _Optional[str] = ..., status: _Optional[_Union[TrialStatus, str]] = ..., config_pickle: _Optional[bytes] = ..., path: _Optional[str] = ..., last_result_json: _Optional[bytes] = ..., error: _Optional[str] = ..., checkpoints: _Optional[_Iterable[_Union[CheckpointPersisted, _Mapping]]] = ..., worker_id: _Optional[str] = ..., num_failures: _Optional[int] = ..., storage_error: _Optional[str] = ...) -> None: ...
 
 class ExperimentEvent(_message.Message):
-    __slots__ = ("sequence", "trial_updated", "result", "checkpoint", "experiment_ended", "replayed")
+    __slots__ = ("sequence", "trial_updated", "result", "checkpoint", "experiment_ended", "output", "replayed")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TRIAL_UPDATED_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_ENDED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     trial_updated: TrialInfo
     result: TrialResult
     checkpoint: CheckpointPersisted
     experiment_ended: ExperimentEnded
+    output: TrialOutput
     replayed: bool
-    def __init__(self, sequence: _Optional[int] = ..., trial_updated: _Optional[_Union[TrialInfo, _Mapping]] = ..., result: _Optional[_Union[TrialResult, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointPersisted, _Mapping]] = ..., experiment_ended: _Optional[_Union[ExperimentEnded, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    def __init__(self, sequence: _Optional[int] = ..., trial_updated: _Optional[_Union[TrialInfo, _Mapping]] = ..., result: _Optional[_Union[TrialResult, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointPersisted, _Mapping]] = ..., experiment_ended: _Optional[_Union[ExperimentEnded, _Mapping]] = ..., output: _Optional[_Union[TrialOutput, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class ExperimentEvents(_message.Message):
     __slots__ = ("events", "head_epoch")

@@ -518,3 +518,81 @@ def test_a_retried_trial_appends_to_its_output_files(storage):
     assert read_trial_file(path, "stdout") == first_run + STDOUT_LINES
     stderr = read_trial_file(path, "stderr")
     assert stderr.count("stderr via print") == 2, stderr
+
+
+# ---------------------------------------------------------------------------
+# Trial output on the client's terminal
+# ---------------------------------------------------------------------------
+
+
+def printing_trainable(config):
+    import sys
+
+    print(f"epoch line {config['x']}")
+    print(f"a warning {config['x']}", file=sys.stderr)
+    os.write(1, b"from C code\n")
+    tune.report({"x": config["x"]})
+    print("no newline at the end", end="")
+
+
+def lines_of(trial_id: str, text: str) -> list[str]:
+    """The lines of ``text`` that the trial ``trial_id`` wrote, unprefixed."""
+    found = []
+    for line in text.splitlines():
+        prefix, _, rest = line.partition(") ")
+        if prefix.startswith("(") and prefix.endswith(trial_id):
+            found.append(rest)
+    return found
+
+
+def test_trial_output_is_printed_by_the_client_led_by_the_trial_name(storage, capsys):
+    results = Tuner(
+        printing_trainable,
+        param_space={"x": tune.grid_search([1, 2])},
+        run_config=quiet(),
+    ).fit()
+
+    assert results.num_errors == 0, [str(e) for e in results.errors]
+    out, err = capsys.readouterr()
+    for result in results:
+        trial_id, x = result.metrics["trial_id"], result.config["x"]
+        assert lines_of(trial_id, out) == [
+            f"epoch line {x}",
+            "from C code",
+            "no newline at the end",
+        ], out
+        assert lines_of(trial_id, err) == [f"a warning {x}"], err
+
+
+def test_log_to_driver_false_keeps_trial_output_off_the_client(storage, capsys):
+    tune.init(log_to_driver=False)
+    try:
+        results = Tuner(
+            printing_trainable, param_space={"x": 1}, run_config=quiet()
+        ).fit()
+    finally:
+        tune.init()
+    assert results.num_errors == 0, [str(e) for e in results.errors]
+    out, err = capsys.readouterr()
+    assert "epoch line" not in out + err
+    assert "a warning" not in out + err
+
+
+def flooding_trainable(config):
+    chunk = b"x" * 1023 + b"\n"
+    for _ in range(3 * 1024):  # 3 MiB, faster than any watcher needs
+        os.write(1, chunk)
+    time.sleep(0.5)
+    print("after the flood")
+    tune.report({"done": 1})
+
+
+def test_the_embedded_cluster_shows_all_of_a_flood_as_a_local_script_would(
+    storage, capsys
+):
+    results = Tuner(flooding_trainable, run_config=quiet()).fit()
+
+    assert results.num_errors == 0, [str(e) for e in results.errors]
+    out, _ = capsys.readouterr()
+    mine = lines_of(results[0].metrics["trial_id"], out)
+    assert mine == ["x" * 1023] * (3 * 1024) + ["after the flood"]
