@@ -701,9 +701,10 @@ class Head:
         exp.finished = True
         self.registry.remove(exp.experiment_id)
         self.objects.drop_refs(exp.experiment_id)
+        # Before close(), whose push is the last one a finished experiment gets.
+        exp.storage.write_searcher_state(exp.controller.searcher.get_state())
         exp.storage.close()
         self._write_state(exp)
-        exp.storage.write_searcher_state(exp.controller.searcher.get_state())
         counts = exp.controller.counts_by_status()
         log.info("experiment %s ended: %s", exp.name, _format_counts(counts))
         trials = [messages.trial_info(t) for t in exp.controller.trials.values()]

@@ -519,6 +519,34 @@ def _bucket_digest(s3, prefix: str) -> dict[str, bytes]:
     return {path: s3.cat_file(path) for path in sorted(s3.find(prefix))}
 
 
+def test_the_bucket_is_final_when_fit_returns(s3):
+    """A user may copy or read the experiment as soon as fit() returns: the
+    head must have pushed everything by then, and push nothing later."""
+    results = tune.Tuner(
+        checkpointing,
+        param_space={"a": tune.grid_search([1.0, 2.0]), "epochs": 2},
+        tune_config=tune.TuneConfig(metric="metric", mode="max"),
+        run_config=quiet(storage_path=f"s3://{BUCKET}/settled", name="settled"),
+    ).fit()
+    assert results.num_errors == 0
+    experiment = f"{BUCKET}/settled/settled"
+    s3.invalidate_cache()
+    at_return = _bucket_digest(s3, experiment)
+    # The searcher's last state: it knows that no trial is running any more.
+    searcher_state = pickle.loads(at_return[f"{experiment}/searcher_state.pkl"])
+    assert searcher_state["live_trials"] == [], searcher_state
+
+    cluster.shutdown()  # the head pushes whatever it still held back
+    s3.invalidate_cache()
+    after_shutdown = _bucket_digest(s3, experiment)
+    changed = sorted(
+        path
+        for path in at_return.keys() | after_shutdown.keys()
+        if at_return.get(path) != after_shutdown.get(path)
+    )
+    assert changed == [], changed
+
+
 def test_experiment_copied_to_another_prefix_restores_there(s3):
     original = _interrupted(s3, "copied")
     copy = f"{BUCKET}/elsewhere/copied"
