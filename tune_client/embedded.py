@@ -95,6 +95,9 @@ class EmbeddedCluster:
                 self.object_dir,
                 "--state-dir",
                 os.path.join(self.session_dir, "state"),
+                # Bucket experiments' local copies go with the session.
+                "--mirror-dir",
+                os.path.join(self.session_dir, "mirrors"),
                 "--log-file",
                 os.path.join(self.session_dir, "head.log"),
                 *common,

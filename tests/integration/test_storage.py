@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import tune_client as tune
-from tests.conftest import tune_daemon_processes, wait_for
+from tests.conftest import daemon_env, tune_daemon_processes, wait_for
 from tune_client import cluster
 from tune_client.errors import RestoreError, StorageError
 
@@ -545,6 +546,37 @@ def test_the_bucket_is_final_when_fit_returns(s3):
         if at_return.get(path) != after_shutdown.get(path)
     )
     assert changed == [], changed
+
+
+TIDY_SCRIPT = """
+import sys
+import tune_client as tune
+
+def train(config):
+    tune.report({"metric": 1.0})
+
+results = tune.Tuner(
+    train, run_config=tune.RunConfig(storage_path=sys.argv[1], verbose=0)
+).fit()
+assert results.num_errors == 0, results.errors
+"""
+
+
+def test_an_embedded_run_to_a_bucket_leaves_nothing_in_the_temp_folder(s3, tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(TIDY_SCRIPT)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    done = subprocess.run(
+        [sys.executable, str(script), f"s3://{BUCKET}/tidy"],
+        env=daemon_env(TMPDIR=str(temp)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert s3.glob(f"{BUCKET}/tidy/*/experiment_state.json")
+    assert sorted(p.name for p in temp.iterdir()) == []
 
 
 def test_experiment_copied_to_another_prefix_restores_there(s3):
