@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import logging
 import os
 import pickle
 import shutil
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import cloudpickle
 
@@ -123,6 +125,14 @@ def _read_csv_header(path: str) -> list[str]:
         return []
 
 
+class Change(NamedTuple):
+    """A file's contents to push to the bucket, numbered in the order taken."""
+
+    relative: str  # under the experiment's folder
+    data: bytes
+    generation: int
+
+
 class ExperimentStorage:
     """Reads and writes one experiment's folder, on a disk or in a bucket.
 
@@ -148,6 +158,13 @@ class ExperimentStorage:
         # last push (kept apart from ``dirty``: marked once per result).
         self.dirty_logs: set[str] = set()
         self.last_sync = 0.0
+        # Pushes in the order their contents were taken (see ``push``).
+        self._generations = itertools.count()
+        self._pushed: dict[str, int] = {}
+        self._push_lock = threading.Lock()
+        # Taken by take_changes and not yet in the bucket, by file.
+        self._in_flight: dict[str, Change] = {}
+        self._in_flight_lock = threading.Lock()
 
     @property
     def is_remote(self) -> bool:
@@ -169,7 +186,7 @@ class ExperimentStorage:
         if force or time.monotonic() - self.last_sync >= SYNC_INTERVAL_S:
             self.push(self.take_changes())
 
-    def take_changes(self) -> list[tuple[str, bytes]]:
+    def take_changes(self) -> list[Change]:
         """The changed files' contents, to push to the bucket (empty on a disk)."""
         for dir_name in self.dirty_logs:
             self.dirty.add(f"{dir_name}/{RESULT_FILE}")
@@ -182,17 +199,35 @@ class ExperimentStorage:
         changes = []
         for relative in sorted(self.dirty):
             with open(self._local(relative), "rb") as f:
-                changes.append((relative, f.read()))
+                changes.append(self._change(relative, f.read()))
         self.dirty.clear()
         self.last_sync = time.monotonic()
+        with self._in_flight_lock:
+            self._in_flight.update((change.relative, change) for change in changes)
         return changes
 
-    def push(self, changes: list[tuple[str, bytes]]) -> None:
+    def _change(self, relative: str, data: bytes) -> Change:
+        return Change(relative, data, next(self._generations))
+
+    def push(self, changes: list[Change]) -> None:
+        """Put ``changes`` in the bucket, unless a copy of a file taken later
+        is there already.
+
+        The head pushes periodic changes outside its lock, so such a push can
+        end after a later one (the last push of a finished experiment); the
+        older copy must not land over the newer.
+        """
         if self.remote is None or not changes:
             return
         fs, root = self.remote
-        for relative, data in changes:
-            fs.pipe_file(f"{root.rstrip('/')}/{relative}", data)
+        with self._push_lock:
+            for change in changes:
+                if self._pushed.get(change.relative, -1) < change.generation:
+                    fs.pipe_file(f"{root.rstrip('/')}/{change.relative}", change.data)
+                    self._pushed[change.relative] = change.generation
+                with self._in_flight_lock:
+                    if self._in_flight.get(change.relative) is change:
+                        del self._in_flight[change.relative]
 
     def create(self, spec_pickle: bytes, trainable: bytes) -> None:
         os.makedirs(self.local_root, exist_ok=True)
@@ -283,8 +318,7 @@ class ExperimentStorage:
         data = json.dumps(state, default=repr).encode()
         self._write(STATE_FILE, data)
         if self.remote is not None:
-            fs, root = self.remote
-            fs.pipe_file(f"{root.rstrip('/')}/{STATE_FILE}", data)
+            self.push([self._change(STATE_FILE, data)])
             self.dirty.discard(STATE_FILE)
 
     def write_searcher_state(self, state: dict) -> None:
@@ -320,7 +354,11 @@ class ExperimentStorage:
         for trial_log in self.trial_logs.values():
             trial_log.close()
         self.trial_logs.clear()
-        self.sync(force=True)
+        # Also what a periodic push has taken and not yet put: the bucket is
+        # whole when this returns, and no push ends after it with news.
+        with self._in_flight_lock:
+            in_flight = list(self._in_flight.values())
+        self.push(in_flight + self.take_changes())
 
     def set_aside(self, relative: str, suffix: str) -> None:
         """Rename a file of the experiment, here and (at the next push) in the

@@ -846,7 +846,7 @@ class Head:
                 exc,
             )
             with self.lock:
-                exp.storage.dirty.update(relative for relative, _ in changes)
+                exp.storage.dirty.update(change.relative for change in changes)
 
     def _check_workers(self) -> None:
         now = time.monotonic()
