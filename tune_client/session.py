@@ -349,9 +349,7 @@ def _send_output_to_files(stdout_name: str, stderr_name: str) -> None:
         os.dup2(opened[path], fd)
     for descriptor in opened.values():
         os.close(descriptor)
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(line_buffering=True)
+    _write_output_by_lines()
 
 
 class _OutputForwarder:
@@ -373,9 +371,7 @@ class _OutputForwarder:
             os.dup2(write_end, fd)
             os.close(write_end)
             self.streams[read_end] = fd
-        for stream in (sys.stdout, sys.stderr):
-            if hasattr(stream, "reconfigure"):
-                stream.reconfigure(line_buffering=True)
+        _write_output_by_lines()
         self.thread = threading.Thread(target=self._pump, daemon=True)
         self.thread.start()
 
@@ -407,6 +403,13 @@ class _OutputForwarder:
         os.dup2(devnull, 2)
         os.close(devnull)
         self.thread.join(timeout)
+
+
+def _write_output_by_lines() -> None:
+    """Let every printed line go out at once, not when a buffer fills."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
 
 
 def _flush_output() -> None:
