@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import shutil
 import socket
 import sys
@@ -58,8 +59,8 @@ class TrialStart:
     stop_criteria: dict = field(default_factory=dict)
     # RunConfig(log_to_file=...): (stdout, stderr) file names in trial_dir.
     output_files: tuple[str, str] | None = None
-    # Otherwise: send stdout and stderr to the worker, to be passed on to
-    # the client, instead of writing them to the worker's own output.
+    # Without output_files: send stdout and stderr to the worker, to be
+    # passed on to the client, instead of writing them to its own output.
     forward_output: bool = False
     # CUDA devices of this trial; None when the worker has no GPUs.
     gpu_ids: list[int] | None = None
@@ -301,7 +302,6 @@ def run_trial_process(conn: Any, start: TrialStart) -> None:
     os.makedirs(start.trial_dir, exist_ok=True)
     os.makedirs(start.staging_dir, exist_ok=True)
     os.chdir(start.trial_dir)
-    forwarder = None
     if start.output_files:
         _send_output_to_files(*start.output_files)
     if start.gpu_ids is not None:
@@ -309,8 +309,7 @@ def run_trial_process(conn: Any, start: TrialStart) -> None:
     if start.working_dir:
         sys.path.insert(0, start.working_dir)
     _session = _TrialSession(start, conn)
-    if start.forward_output and not start.output_files:
-        forwarder = _OutputForwarder(_session)
+    forwarder = _OutputForwarder(_session) if start.forward_output else None
     threading.Thread(target=_watch_for_stop, args=(conn,), daemon=True).start()
     try:
         with open(start.trainable_path, "rb") as f:
@@ -376,8 +375,6 @@ class _OutputForwarder:
         self.thread.start()
 
     def _pump(self) -> None:
-        import select
-
         open_ends = set(self.streams)
         while open_ends:
             ready, _, _ = select.select(list(open_ends), [], [])

@@ -386,6 +386,9 @@ class WorkerAgent:
                 self._download_checkpoint(command),
                 None,
             )
+        output_files = (
+            (command.stdout_file, command.stderr_file) if command.stdout_file else None
+        )
         trial_dir = command.trial_path
         if stream or filesystem is not None or storage.is_uri(trial_dir):
             trial_dir = os.path.join(
@@ -414,12 +417,8 @@ class WorkerAgent:
             stream_to_head=stream,
             run_id=command.run_id,
             stop_criteria=json.loads(command.stop_criteria_json or b"{}"),
-            output_files=(
-                (command.stdout_file, command.stderr_file)
-                if command.stdout_file
-                else None
-            ),
-            forward_output=not command.stdout_file,
+            output_files=output_files,
+            forward_output=output_files is None,
             storage_filesystem=filesystem,
             checkpoint_filesystem=checkpoint_filesystem,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import tune_client as tune
+from tests.conftest import wait_for
 from tune_client import cluster
 from tune_client.cluster import HeadClient
 
@@ -27,3 +28,13 @@ def connect(monkeypatch):
     to.init_kwargs = {}
     yield to
     tune.init(None)
+
+
+def start_head_and_one_worker(daemons, connect, *worker_args: str) -> HeadClient:
+    """A real head and one worker started with ``worker_args``; the client
+    points at them once the worker has joined."""
+    daemons.start_head()
+    daemons.start_worker(*worker_args)
+    client = connect(daemons)
+    wait_for(lambda: len(client.status().workers) == 1, 20, "the worker")
+    return client

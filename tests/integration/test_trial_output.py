@@ -9,7 +9,7 @@ import sys
 import time
 
 import tune_client as tune
-from tests.conftest import wait_for
+from tests.integration.conftest import start_head_and_one_worker
 
 
 def speaking(config):
@@ -21,10 +21,7 @@ def speaking(config):
 def test_output_of_a_cluster_worker_reaches_the_client_and_the_worker_log(
     daemons, connect, tmp_path, capsys
 ):
-    daemons.start_head()
-    daemons.start_worker()
-    client = connect(daemons)
-    wait_for(lambda: len(client.status().workers) == 1, 20, "the worker")
+    start_head_and_one_worker(daemons, connect)
 
     results = tune.Tuner(
         speaking,
@@ -58,10 +55,7 @@ def flooding(config):
 def test_a_flood_is_cut_to_the_workers_output_rate_and_says_so(
     daemons, connect, tmp_path, capsys
 ):
-    daemons.start_head()
-    daemons.start_worker("--output-rate", str(64 << 10))
-    client = connect(daemons)
-    wait_for(lambda: len(client.status().workers) == 1, 20, "the worker")
+    start_head_and_one_worker(daemons, connect, "--output-rate", str(64 << 10))
 
     results = tune.Tuner(
         flooding,

@@ -13,7 +13,8 @@ import sys
 import pytest
 
 import tune_client as tune
-from tests.conftest import daemon_env, wait_for
+from tests.conftest import daemon_env
+from tests.integration.conftest import start_head_and_one_worker
 from tune_worker.trial_processes import DEFAULT_PRELOAD, preload_from_command_line
 
 SCRIPT = """
@@ -73,10 +74,9 @@ def report_loaded(config):
 def test_a_preload_that_is_not_installed_is_named_in_the_worker_log(
     daemons, connect, tmp_path
 ):
-    daemons.start_head()
-    daemons.start_worker("--preload", "pandas,no_such_module_for_tune_tests")
-    client = connect(daemons)
-    wait_for(lambda: len(client.status().workers) == 1, 20, "the worker")
+    start_head_and_one_worker(
+        daemons, connect, "--preload", "pandas,no_such_module_for_tune_tests"
+    )
 
     results = tune.Tuner(
         report_loaded,
